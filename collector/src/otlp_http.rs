@@ -1,0 +1,325 @@
+//! OTLP/HTTP receiver: `POST /v1/traces` with `application/x-protobuf` or `application/json`,
+//! optionally gzip- or deflate-encoded, with or without `Content-Length` (chunked).
+//!
+//! Responses follow the OTLP/HTTP spec: 200 with an `ExportTraceServiceResponse` (carrying
+//! `partial_success` when spans were rejected) in the request's encoding; 400 for a payload
+//! that cannot be decoded, 413 when too large, 415 for an unsupported type or encoding, 503 +
+//! `Retry-After` when Calltrail is busy. Error bodies are a `google.rpc.Status`. Every error is
+//! mapped to its status in [`HttpError::into_response`], and nowhere else.
+
+use std::io::Read;
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use calltrail_schemas::IngestContext;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+
+use crate::otlp_json;
+use crate::pipeline::{IngestError, IngestReport, Pipeline, now_ns};
+
+/// The body encodings OTLP/HTTP defines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        }
+    }
+
+    fn protocol(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "otlp_http_protobuf",
+            Encoding::Json => "otlp_http_json",
+        }
+    }
+}
+
+/// `google.rpc.Status`, the OTLP/HTTP error body.
+#[derive(Clone, PartialEq, Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+/// Everything that can go wrong with one request, each with its HTTP status.
+#[derive(Debug, thiserror::Error)]
+enum HttpError {
+    #[error("unsupported Content-Type `{0}`: send application/x-protobuf or application/json")]
+    UnsupportedType(String),
+    #[error("unsupported Content-Encoding `{0}`: send gzip, deflate or no encoding")]
+    UnsupportedEncoding(String),
+    #[error("request body is larger than the {limit}-byte limit (receivers.max_body_bytes)")]
+    TooLarge { limit: usize, encoding: Encoding },
+    #[error("invalid {what} body: {detail}")]
+    Compression {
+        what: &'static str,
+        detail: String,
+        encoding: Encoding,
+    },
+    #[error("reading the request body failed: {detail}")]
+    Body { detail: String, encoding: Encoding },
+    #[error("invalid OTLP protobuf: {0}")]
+    Protobuf(prost::DecodeError),
+    #[error("{0}")]
+    Json(otlp_json::JsonDecodeError),
+    #[error("{source}")]
+    Ingest {
+        source: IngestError,
+        encoding: Encoding,
+    },
+}
+
+impl HttpError {
+    fn status(&self) -> StatusCode {
+        match self {
+            HttpError::UnsupportedType(_) | HttpError::UnsupportedEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
+            HttpError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            HttpError::Compression { .. }
+            | HttpError::Body { .. }
+            | HttpError::Protobuf(_)
+            | HttpError::Json(_) => StatusCode::BAD_REQUEST,
+            HttpError::Ingest { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The encoding to answer in; `None` when the request's own type is unusable.
+    fn encoding(&self) -> Option<Encoding> {
+        match self {
+            HttpError::UnsupportedType(_) | HttpError::UnsupportedEncoding(_) => None,
+            HttpError::TooLarge { encoding, .. }
+            | HttpError::Compression { encoding, .. }
+            | HttpError::Body { encoding, .. }
+            | HttpError::Ingest { encoding, .. } => Some(*encoding),
+            HttpError::Protobuf(_) => Some(Encoding::Protobuf),
+            HttpError::Json(_) => Some(Encoding::Json),
+        }
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = self.to_string();
+        // gRPC codes in the Status body: INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE.
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => 8,
+            StatusCode::SERVICE_UNAVAILABLE => 14,
+            _ => 3,
+        };
+        let body = RpcStatus {
+            code,
+            message: message.clone(),
+        };
+        let mut resp = match self.encoding() {
+            Some(Encoding::Protobuf) => (
+                [(header::CONTENT_TYPE, Encoding::Protobuf.content_type())],
+                body.encode_to_vec(),
+            )
+                .into_response(),
+            Some(Encoding::Json) => {
+                let json = serde_json::json!({ "code": code, "message": message });
+                (
+                    [(header::CONTENT_TYPE, Encoding::Json.content_type())],
+                    json.to_string(),
+                )
+                    .into_response()
+            }
+            None => message.into_response(),
+        };
+        *resp.status_mut() = status;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}
+
+#[derive(Debug, Clone)]
+struct HttpState {
+    pipeline: Pipeline,
+    max_body: usize,
+}
+
+/// The OTLP/HTTP router. Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so
+/// records carry the peer address.
+pub fn router(pipeline: Pipeline, max_body_bytes: usize) -> Router {
+    Router::new()
+        .route("/v1/traces", post(export))
+        .with_state(HttpState {
+            pipeline,
+            max_body: max_body_bytes,
+        })
+}
+
+async fn export(State(st): State<HttpState>, req: Request) -> Response {
+    match handle(&st, req).await {
+        Ok((encoding, report)) => success(encoding, &report),
+        Err(e) => {
+            if !matches!(e, HttpError::Ingest { .. }) {
+                st.pipeline.count_malformed();
+            }
+            tracing::debug!(error = %e, "Refused an OTLP/HTTP request.");
+            e.into_response()
+        }
+    }
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
+    headers
+        .get(name)
+        .map(|v| v.to_str().unwrap_or("<not text>"))
+}
+
+async fn handle(st: &HttpState, req: Request) -> Result<(Encoding, IngestReport), HttpError> {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.to_string());
+    let headers = req.headers();
+    let mime = header_str(headers, header::CONTENT_TYPE).unwrap_or("");
+    let encoding = match mime
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "application/x-protobuf" | "application/protobuf" => Encoding::Protobuf,
+        "application/json" => Encoding::Json,
+        _ => return Err(HttpError::UnsupportedType(mime.to_string())),
+    };
+    let compression = header_str(headers, header::CONTENT_ENCODING)
+        .unwrap_or("identity")
+        .trim()
+        .to_ascii_lowercase();
+    if !matches!(
+        compression.as_str(),
+        "identity" | "gzip" | "x-gzip" | "deflate"
+    ) {
+        return Err(HttpError::UnsupportedEncoding(compression));
+    }
+    let too_large = HttpError::TooLarge {
+        limit: st.max_body,
+        encoding,
+    };
+    let declared = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > st.max_body as u64) {
+        return Err(too_large);
+    }
+    let raw = Limited::new(req.into_body(), st.max_body)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<LengthLimitError>() {
+                HttpError::TooLarge {
+                    limit: st.max_body,
+                    encoding,
+                }
+            } else {
+                HttpError::Body {
+                    detail: e.to_string(),
+                    encoding,
+                }
+            }
+        })?;
+    let raw = raw.to_bytes();
+    let body = decompress(&compression, raw, st.max_body, encoding)?;
+    let request = match encoding {
+        Encoding::Protobuf => {
+            ExportTraceServiceRequest::decode(body.as_ref()).map_err(HttpError::Protobuf)?
+        }
+        Encoding::Json => otlp_json::decode_traces(&body).map_err(HttpError::Json)?,
+    };
+    let ctx = IngestContext {
+        observed_time_ns: now_ns(),
+        protocol: encoding.protocol(),
+        peer,
+        source: None,
+    };
+    let report = st
+        .pipeline
+        .ingest(&request, &ctx)
+        .map_err(|source| HttpError::Ingest { source, encoding })?;
+    Ok((encoding, report))
+}
+
+/// Decompresses with a hard cap, so a small gzip bomb cannot inflate past the body limit.
+fn decompress(
+    compression: &str,
+    raw: Bytes,
+    limit: usize,
+    encoding: Encoding,
+) -> Result<Bytes, HttpError> {
+    let (what, reader): (&'static str, Box<dyn Read + '_>) = match compression {
+        "gzip" | "x-gzip" => ("gzip", Box::new(flate2::read::GzDecoder::new(raw.as_ref()))),
+        "deflate" => (
+            "deflate",
+            Box::new(flate2::read::ZlibDecoder::new(raw.as_ref())),
+        ),
+        _ => return Ok(raw),
+    };
+    let mut out = Vec::new();
+    reader
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| HttpError::Compression {
+            what,
+            detail: e.to_string(),
+            encoding,
+        })?;
+    if out.len() > limit {
+        return Err(HttpError::TooLarge { limit, encoding });
+    }
+    Ok(Bytes::from(out))
+}
+
+fn success(encoding: Encoding, report: &IngestReport) -> Response {
+    let partial = (report.rejected_spans > 0).then(|| ExportTracePartialSuccess {
+        rejected_spans: report.rejected_spans,
+        error_message: report.message.clone().unwrap_or_default(),
+    });
+    let body: Body = match encoding {
+        Encoding::Protobuf => ExportTraceServiceResponse {
+            partial_success: partial,
+        }
+        .encode_to_vec()
+        .into(),
+        Encoding::Json => {
+            let json = match partial {
+                Some(p) => serde_json::json!({ "partialSuccess": {
+                    "rejectedSpans": p.rejected_spans.to_string(),
+                    "errorMessage": p.error_message,
+                }}),
+                None => serde_json::json!({}),
+            };
+            json.to_string().into()
+        }
+    };
+    ([(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
+}
+
+#[cfg(test)]
+#[path = "otlp_http_tests.rs"]
+mod tests;

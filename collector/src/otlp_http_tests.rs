@@ -1,0 +1,258 @@
+//! Router tests through `oneshot`, no socket: status codes, encodings, limits, partial success.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use axum::body::Body;
+use calltrail_retention::{Layout, StoreConfig, StoreWriter};
+use calltrail_schemas::Attributor;
+use http::Request;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use tower::ServiceExt;
+
+use super::*;
+
+const LIMIT: usize = 64 * 1024;
+
+struct Fixture {
+    app: Router,
+    _writer: StoreWriter,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture(queue_capacity: usize) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        queue_capacity,
+        flush_interval_ms: 3_600_000,
+        ..Default::default()
+    };
+    let writer = StoreWriter::spawn(cfg, Arc::new(Layout::new(dir.path(), "t"))).unwrap();
+    let pipeline = Pipeline::new(Arc::new(Attributor::default()), writer.handle());
+    Fixture {
+        app: router(pipeline, LIMIT),
+        _writer: writer,
+        _dir: dir,
+    }
+}
+
+fn span(i: u8, start: u64) -> Span {
+    Span {
+        trace_id: vec![i; 16],
+        span_id: vec![i; 8],
+        name: "tools/call get_x".into(),
+        kind: 2,
+        start_time_unix_nano: start,
+        end_time_unix_nano: start + 1000,
+        attributes: vec![KeyValue {
+            key: "mcp.method.name".into(),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue("tools/call".into())),
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn now() -> u64 {
+    now_ns() as u64
+}
+
+async fn post(
+    app: &Router,
+    ctype: &str,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> (StatusCode, HeaderMap, Bytes) {
+    let mut b = Request::post("/v1/traces").header(header::CONTENT_TYPE, ctype);
+    if let Some(e) = encoding {
+        b = b.header(header::CONTENT_ENCODING, e);
+    }
+    let resp = app
+        .clone()
+        .oneshot(b.body(Body::from(body)).unwrap())
+        .await
+        .unwrap();
+    let (parts, body) = resp.into_parts();
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+#[tokio::test]
+async fn protobuf_ok_and_partial_success() {
+    let f = fixture(64);
+    let (status, headers, body) = post(
+        &f.app,
+        "application/x-protobuf",
+        None,
+        request(vec![span(1, now())]).encode_to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "application/x-protobuf");
+    assert_eq!(
+        ExportTraceServiceResponse::decode(body)
+            .unwrap()
+            .partial_success,
+        None
+    );
+
+    let mut bad = span(2, now());
+    bad.trace_id = vec![];
+    let (status, _, body) = post(
+        &f.app,
+        "application/x-protobuf",
+        None,
+        request(vec![span(3, now()), bad]).encode_to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let p = ExportTraceServiceResponse::decode(body)
+        .unwrap()
+        .partial_success
+        .unwrap();
+    assert_eq!(p.rejected_spans, 1);
+    assert!(
+        p.error_message
+            .contains("spans[1]: trace_id must be 16 bytes, got 0"),
+        "{}",
+        p.error_message
+    );
+}
+
+#[tokio::test]
+async fn json_ok_and_json_errors_name_the_path() {
+    let f = fixture(64);
+    let body = format!(
+        r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"tools/call x","kind":2,"startTimeUnixNano":"{0}","endTimeUnixNano":"{0}","attributes":[{{"key":"mcp.method.name","value":{{"stringValue":"tools/call"}}}}]}}]}}]}}]}}"#,
+        now()
+    );
+    let (status, headers, resp) = post(
+        &f.app,
+        "application/json; charset=utf-8",
+        None,
+        body.into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{resp:?}");
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+    assert_eq!(resp.as_ref(), b"{}");
+
+    let (status, _, resp) = post(
+        &f.app,
+        "application/json",
+        None,
+        br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let v: serde_json::Value = serde_json::from_slice(&resp).unwrap();
+    assert_eq!(v["code"], 3);
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("resourceSpans[0].scopeSpans[0].spans[0].traceId"),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn wrong_type_truncated_and_oversized_bodies() {
+    let f = fixture(64);
+    let (status, _, body) = post(&f.app, "text/plain", None, b"hi".to_vec()).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert!(String::from_utf8_lossy(&body).contains("text/plain"));
+
+    let (status, _, _) = post(&f.app, "application/x-protobuf", Some("br"), b"x".to_vec()).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let good = request(vec![span(1, now())]).encode_to_vec();
+    let (status, _, body) = post(
+        &f.app,
+        "application/x-protobuf",
+        None,
+        good[..good.len() - 3].to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let st = RpcStatus::decode(body).unwrap();
+    assert!(
+        st.message.starts_with("invalid OTLP protobuf"),
+        "{}",
+        st.message
+    );
+
+    let (status, _, _) = post(&f.app, "application/x-protobuf", None, vec![0; LIMIT + 1]).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    let (status, _, _) = post(&f.app, "application/x-protobuf", Some("gzip"), gzip(&good)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // A gzip bomb: small on the wire, over the limit once inflated.
+    let bomb = gzip(&vec![0u8; LIMIT * 4]);
+    assert!(bomb.len() < LIMIT);
+    let (status, _, body) = post(&f.app, "application/x-protobuf", Some("gzip"), bomb).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        RpcStatus::decode(body)
+            .unwrap()
+            .message
+            .contains("max_body_bytes")
+    );
+
+    let (status, _, _) = post(
+        &f.app,
+        "application/x-protobuf",
+        Some("gzip"),
+        b"not gzip".to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn busy_writer_answers_503_with_retry_after() {
+    // Capacity 1 and a writer that never flushes by age: the queue fills within a few requests.
+    let f = fixture(1);
+    let mut saw_busy = false;
+    for i in 0..200u8 {
+        let (status, headers, _) = post(
+            &f.app,
+            "application/x-protobuf",
+            None,
+            request(vec![span(i.max(1), now())]).encode_to_vec(),
+        )
+        .await;
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(headers[header::RETRY_AFTER], "1");
+            saw_busy = true;
+            break;
+        }
+        assert_eq!(status, StatusCode::OK);
+    }
+    assert!(saw_busy);
+}

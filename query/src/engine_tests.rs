@@ -1,0 +1,178 @@
+//! Engine tests over a store written by the real writer from captured payloads.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use calltrail_retention::{Layout, StoreConfig, StoreWriter, WriteBatch};
+use calltrail_schemas::{Attributor, IngestContext, map_request};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+
+use super::*;
+
+fn sample(name: &str) -> ExportTraceServiceRequest {
+    let path = format!(
+        "{}/../tests/fixtures/samples/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    ExportTraceServiceRequest::decode(std::fs::read(path).unwrap().as_slice()).unwrap()
+}
+
+/// Writes the given captures (each twice when `retry`, as an exporter retrying would).
+async fn store(files: &[&str], retry: bool) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let w = StoreWriter::spawn(
+        StoreConfig::default(),
+        Arc::new(Layout::new(dir.path(), "t")),
+    )
+    .unwrap();
+    let ctx = IngestContext {
+        observed_time_ns: 1_800_000_000_000_000_000,
+        protocol: "test",
+        peer: None,
+        source: None,
+    };
+    for f in files {
+        for _ in 0..if retry { 2 } else { 1 } {
+            let m = map_request(&sample(f), &ctx, &Attributor::default());
+            w.handle()
+                .try_submit(WriteBatch {
+                    tool_calls: m.tool_calls,
+                    llm_calls: m.llm_calls,
+                })
+                .unwrap();
+        }
+    }
+    w.shutdown().await;
+    dir
+}
+
+fn strings(batches: &[RecordBatch], col: &str) -> Vec<String> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let a = b.column_by_name(col).unwrap().as_string::<i32>().clone();
+            (0..a.len())
+                .map(move |i| a.value(i).to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn count(batches: &[RecordBatch]) -> i64 {
+    batches[0]
+        .column(0)
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .value(0)
+}
+
+#[tokio::test]
+async fn calls_view_counts_each_call_once_even_after_retries() {
+    let dir = store(
+        &["v2-stdio-auto-traces-001.pb", "v2-stdio-auto-traces-002.pb"],
+        true,
+    )
+    .await;
+    let e = Engine::open(dir.path(), QueryLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&e.query("SELECT count(*) FROM tool_calls").await.unwrap()),
+        36,
+        "18 spans, sent twice"
+    );
+    assert_eq!(
+        count(&e.query("SELECT count(*) FROM calls").await.unwrap()),
+        9
+    );
+    let b = e
+        .query("SELECT coalesce(target, '-') AS t, outcome, side FROM calls ORDER BY start_time")
+        .await
+        .unwrap();
+    assert_eq!(
+        strings(&b, "outcome"),
+        [
+            "ok",
+            "ok",
+            "ok",
+            "ok",
+            "tool_error",
+            "protocol_error",
+            "tool_error",
+            "ok",
+            "ok"
+        ]
+    );
+    assert!(strings(&b, "side").iter().all(|s| s == "server"));
+    // Partition columns exist and prune.
+    let b = e
+        .query("SELECT count(*) FROM tool_calls WHERE date = '1999-01-01'")
+        .await
+        .unwrap();
+    assert_eq!(count(&b), 0);
+}
+
+#[tokio::test]
+async fn calls_view_takes_the_best_identity_of_the_pair() {
+    let dir = store(
+        &["fastmcp4-http-traces-001.pb", "fastmcp4-http-traces-002.pb"],
+        false,
+    )
+    .await;
+    let e = Engine::open(dir.path(), QueryLimits::default())
+        .await
+        .unwrap();
+    let b = e
+        .query("SELECT DISTINCT principal, principal_kind, principal_reason FROM calls")
+        .await
+        .unwrap();
+    assert_eq!(strings(&b, "principal"), ["claude-desktop"]);
+    assert_eq!(strings(&b, "principal_kind"), ["service_account"]);
+    assert_eq!(
+        count(&e.query("SELECT count(*) FROM calls").await.unwrap()),
+        7
+    );
+}
+
+#[tokio::test]
+async fn writes_and_statements_are_refused() {
+    let dir = store(&[], false).await;
+    let e = Engine::open(dir.path(), QueryLimits::default())
+        .await
+        .unwrap();
+    for sql in [
+        "CREATE TABLE t AS SELECT 1",
+        "DROP VIEW calls",
+        "INSERT INTO tool_calls SELECT * FROM tool_calls",
+        "CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '/etc/'",
+        "SET datafusion.execution.batch_size = 1",
+        "COPY (SELECT 1) TO '/tmp/x.csv'",
+    ] {
+        let err = e.query(sql).await.unwrap_err();
+        assert!(matches!(err, Error::Plan(_)), "{sql}: {err}");
+    }
+    assert_eq!(
+        count(&e.query("SELECT count(*) FROM calls").await.unwrap()),
+        0,
+        "an empty store answers"
+    );
+}
+
+#[tokio::test]
+async fn row_cap_is_an_error_not_a_silent_cut() {
+    let dir = store(&["v2-stdio-auto-traces-001.pb"], false).await;
+    let e = Engine::open(dir.path(), QueryLimits { max_rows: 3 })
+        .await
+        .unwrap();
+    let err = e.query("SELECT * FROM tool_calls").await.unwrap_err();
+    assert!(err.to_string().contains("more than 3 rows"), "{err}");
+    assert_eq!(
+        e.query("SELECT * FROM tool_calls LIMIT 3")
+            .await
+            .unwrap()
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum::<usize>(),
+        3
+    );
+}

@@ -1,0 +1,58 @@
+//! The `[store]` configuration section.
+
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+/// How records are batched into Parquet files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Flush buffered records at least this often, so data is queryable within about this
+    /// many milliseconds of arriving. Default 1000.
+    pub flush_interval_ms: u64,
+    /// Flush as soon as this many records are buffered. Bounds memory and file size.
+    /// Default 131072.
+    pub flush_max_rows: usize,
+    /// Requests that may wait for the writer; when full, receivers answer with a retryable
+    /// error instead of buffering more. Default 512.
+    pub queue_capacity: usize,
+    /// Zstandard level of Parquet pages (1 = fastest). Default 1.
+    pub zstd_level: i32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            flush_interval_ms: 1000,
+            flush_max_rows: 131_072,
+            queue_capacity: 512,
+            zstd_level: 1,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Checks ranges; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, message: &str| {
+            Err(Error::Config {
+                key: format!("store.{key}"),
+                message: message.into(),
+            })
+        };
+        if !(10..=3_600_000).contains(&self.flush_interval_ms) {
+            return bad("flush_interval_ms", "must be between 10 and 3600000");
+        }
+        if !(1..=10_000_000).contains(&self.flush_max_rows) {
+            return bad("flush_max_rows", "must be between 1 and 10000000");
+        }
+        if !(1..=1_000_000).contains(&self.queue_capacity) {
+            return bad("queue_capacity", "must be between 1 and 1000000");
+        }
+        if !(1..=22).contains(&self.zstd_level) {
+            return bad("zstd_level", "must be between 1 and 22");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,62 @@
+//! Calltrail's store: records become Hive-partitioned Parquet files
+//! (`<table>/date=YYYY-MM-DD/hour=HH/<file>.parquet`), each written to a temporary name, fsynced,
+//! renamed into place and its directory fsynced, so a reader never sees a partial file.
+//!
+//! - [`config`]: the `[store]` configuration section;
+//! - [`layout`]: where files go;
+//! - [`parquet_file`]: one atomic Parquet file write;
+//! - [`writer`]: the background task that batches records by size or age and flushes them.
+
+pub mod config;
+pub mod layout;
+pub mod parquet_file;
+pub mod writer;
+
+pub use config::StoreConfig;
+pub use layout::Layout;
+pub use writer::{StoreStats, StoreWriter, SubmitError, WriteBatch, WriterHandle};
+
+use std::path::PathBuf;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file system operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done (`create`, `rename`, `fsync`...).
+        op: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// Encoding a Parquet file failed.
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
+    /// Building an Arrow batch failed (a bug: records always fit the schema).
+    #[error("arrow (internal): {0}")]
+    Arrow(#[from] arrow::error::ArrowError),
+    /// The writer task has stopped.
+    #[error("the store writer has stopped")]
+    Closed,
+    /// A configuration value is invalid; the message names the key.
+    #[error("{key}: {message}")]
+    Config {
+        /// Dotted key, e.g. `store.flush_interval_ms`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+/// Result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn io_err(
+    op: &'static str,
+    path: impl Into<PathBuf>,
+) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { op, path, source }
+}

@@ -1,0 +1,97 @@
+//! One atomic Parquet file write: temporary name, fsync, rename, fsync of the directory.
+//!
+//! The temporary name ends in `.tmp`, so readers globbing `*.parquet` (DataFusion, DuckDB,
+//! pyarrow) never see a file that is still being written, and a crash leaves at most a stray
+//! `.tmp` file, never a truncated `.parquet`.
+
+use std::fs::{self, File};
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::metadata::{KeyValue, SortingColumn};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use crate::{Error, Result, io_err};
+
+/// Writer properties for a table's files: zstd, dictionaries, page statistics (for pruning),
+/// sorted by the column at `sort_column`, and Calltrail's metadata in the footer.
+pub fn writer_properties(
+    zstd_level: i32,
+    sort_column: usize,
+    metadata: Vec<(String, String)>,
+) -> Result<WriterProperties> {
+    let level = ZstdLevel::try_new(zstd_level)?;
+    Ok(WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: sort_column as i32,
+            descending: false,
+            nulls_first: false,
+        }]))
+        .set_key_value_metadata(Some(
+            metadata
+                .into_iter()
+                .map(|(k, v)| KeyValue::new(k, v))
+                .collect(),
+        ))
+        .build())
+}
+
+/// Syncs a directory so a rename or a new entry in it survives a crash.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync directory", dir))
+}
+
+/// Creates `dir` (and parents) if missing, syncing each parent whose entries changed.
+pub fn ensure_dir(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = Vec::new();
+    let mut cur = Some(dir);
+    while let Some(d) = cur.filter(|d| !d.exists()) {
+        missing.push(d);
+        cur = d.parent();
+    }
+    fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
+    for d in missing.iter().rev() {
+        if let Some(parent) = d.parent() {
+            sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `batch` to `dir/name` atomically and returns the file's size in bytes.
+pub fn write_atomic(
+    dir: &Path,
+    name: &str,
+    batch: &RecordBatch,
+    props: WriterProperties,
+) -> Result<u64> {
+    ensure_dir(dir)?;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let dest = dir.join(name);
+    let result = (|| {
+        let file = File::create(&tmp).map_err(io_err("create", &tmp))?;
+        let mut writer = ArrowWriter::try_new(file, Arc::clone(batch.schema_ref()), Some(props))?;
+        writer.write(batch)?;
+        let file = writer.into_inner()?;
+        file.sync_all().map_err(io_err("fsync", &tmp))?;
+        let size = file.metadata().map_err(io_err("stat", &tmp))?.len();
+        fs::rename(&tmp, &dest).map_err(io_err("rename", &tmp))?;
+        sync_dir(dir)?;
+        Ok::<u64, Error>(size)
+    })();
+    if result.is_err() {
+        // Best effort: a leftover temp file is harmless (never read) but wastes space.
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}

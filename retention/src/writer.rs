@@ -1,0 +1,338 @@
+//! The store writer: a background task that buffers records and flushes them to Parquet when
+//! `flush_max_rows` are buffered or the oldest buffered record is `flush_interval_ms` old.
+//!
+//! Submission goes through a bounded queue: when it is full, [`WriterHandle::try_submit`]
+//! fails at once and receivers answer with a retryable error instead of growing memory. A
+//! failed flush (disk full, I/O error) keeps the records, stops taking new ones (so the queue
+//! fills and receivers push back) and retries with backoff: records are never dropped.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arrow::array::RecordBatch;
+use calltrail_schemas::arrow_schema::{self, LLM_CALLS, SCHEMA_VERSION_KEY, TABLE_KEY, TOOL_CALLS};
+use calltrail_schemas::{LlmCall, SCHEMA_VERSION, ToolCall};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, sleep, sleep_until};
+
+use crate::layout::{Layout, Partition};
+use crate::parquet_file::{ensure_dir, write_atomic, writer_properties};
+use crate::{Error, Result, StoreConfig};
+
+/// Records from one ingest request.
+#[derive(Debug, Default)]
+pub struct WriteBatch {
+    /// Tool-call records.
+    pub tool_calls: Vec<ToolCall>,
+    /// LLM inference records.
+    pub llm_calls: Vec<LlmCall>,
+}
+
+impl WriteBatch {
+    /// Number of records.
+    pub fn len(&self) -> usize {
+        self.tool_calls.len() + self.llm_calls.len()
+    }
+
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Counters of what the writer has done, shared with metrics and benchmarks.
+#[derive(Debug, Default)]
+pub struct StoreStats {
+    /// Parquet files written.
+    pub files: AtomicU64,
+    /// Bytes of Parquet written.
+    pub bytes: AtomicU64,
+    /// Records written.
+    pub rows: AtomicU64,
+    /// Records accepted but not yet in a Parquet file.
+    pub pending_rows: AtomicU64,
+    /// Failed flush attempts (each retried).
+    pub write_errors: AtomicU64,
+}
+
+/// Why a submission was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The queue is full: retry later.
+    #[error("the store writer is busy: its queue is full")]
+    Full,
+    /// The writer has stopped.
+    #[error("the store writer has stopped")]
+    Closed,
+}
+
+/// A cloneable handle for submitting records.
+#[derive(Debug, Clone)]
+pub struct WriterHandle {
+    tx: mpsc::Sender<WriteBatch>,
+    stats: Arc<StoreStats>,
+}
+
+impl WriterHandle {
+    /// Queues records without waiting; fails at once when the queue is full.
+    pub fn try_submit(&self, batch: WriteBatch) -> Result<(), SubmitError> {
+        let n = batch.len() as u64;
+        self.tx.try_send(batch).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => SubmitError::Full,
+            mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
+        })?;
+        self.stats.pending_rows.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> &Arc<StoreStats> {
+        &self.stats
+    }
+}
+
+/// The running writer task.
+#[derive(Debug)]
+pub struct StoreWriter {
+    handle: WriterHandle,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Buffer {
+    tool_calls: Vec<ToolCall>,
+    llm_calls: Vec<LlmCall>,
+}
+
+impl Buffer {
+    fn len(&self) -> usize {
+        self.tool_calls.len() + self.llm_calls.len()
+    }
+}
+
+impl StoreWriter {
+    /// Starts the writer over `layout`, creating the table directories.
+    pub fn spawn(config: StoreConfig, layout: Arc<Layout>) -> Result<Self> {
+        config.validate()?;
+        for table in [TOOL_CALLS, LLM_CALLS] {
+            ensure_dir(&layout.table_dir(table))?;
+        }
+        let (tx, rx) = mpsc::channel(config.queue_capacity);
+        let (shutdown, shutdown_rx) = oneshot::channel();
+        let stats = Arc::new(StoreStats::default());
+        let task = tokio::spawn(run(config, layout, rx, shutdown_rx, Arc::clone(&stats)));
+        Ok(Self {
+            handle: WriterHandle { tx, stats },
+            shutdown,
+            task,
+        })
+    }
+
+    /// A handle for submitting records.
+    pub fn handle(&self) -> WriterHandle {
+        self.handle.clone()
+    }
+
+    /// Stops taking records, flushes everything queued and buffered, and waits for it.
+    pub async fn shutdown(self) -> Arc<StoreStats> {
+        let _ = self.shutdown.send(());
+        if let Err(e) = self.task.await {
+            tracing::error!(error = %e, "The store writer task failed.");
+        }
+        Arc::clone(&self.handle.stats)
+    }
+}
+
+async fn run(
+    config: StoreConfig,
+    layout: Arc<Layout>,
+    mut rx: mpsc::Receiver<WriteBatch>,
+    mut shutdown: oneshot::Receiver<()>,
+    stats: Arc<StoreStats>,
+) {
+    let interval = Duration::from_millis(config.flush_interval_ms);
+    let mut buf = Buffer::default();
+    let mut oldest: Option<Instant> = None;
+    loop {
+        let deadline = oldest.map(|t| t + interval);
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => {
+                rx.close();
+                while let Some(b) = rx.recv().await {
+                    push(&mut buf, b);
+                    if buf.len() >= config.flush_max_rows {
+                        flush(&config, &layout, &mut buf, &stats).await;
+                    }
+                }
+                flush(&config, &layout, &mut buf, &stats).await;
+                return;
+            }
+            msg = rx.recv() => match msg {
+                Some(b) => {
+                    push(&mut buf, b);
+                    oldest.get_or_insert_with(Instant::now);
+                    if buf.len() >= config.flush_max_rows {
+                        flush(&config, &layout, &mut buf, &stats).await;
+                        oldest = None;
+                    }
+                }
+                None => {
+                    flush(&config, &layout, &mut buf, &stats).await;
+                    return;
+                }
+            },
+            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                flush(&config, &layout, &mut buf, &stats).await;
+                oldest = None;
+            }
+        }
+    }
+}
+
+fn push(buf: &mut Buffer, b: WriteBatch) {
+    buf.tool_calls.extend(b.tool_calls);
+    buf.llm_calls.extend(b.llm_calls);
+}
+
+/// Writes the buffer, retrying with capped backoff until it succeeds. Partitions already
+/// written are not written again.
+async fn flush(
+    config: &StoreConfig,
+    layout: &Arc<Layout>,
+    buf: &mut Buffer,
+    stats: &Arc<StoreStats>,
+) {
+    if buf.len() == 0 {
+        return;
+    }
+    let mut pending = std::mem::take(buf);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let (cfg, lay, st) = (config.clone(), Arc::clone(layout), Arc::clone(stats));
+        let outcome =
+            tokio::task::spawn_blocking(move || write_buffer(&cfg, &lay, pending, &st)).await;
+        match outcome {
+            Ok(Ok(())) => return,
+            Ok(Err((e, rest))) => {
+                stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, records = rest.len(), retry_in_ms = backoff.as_millis() as u64,
+                    "Writing Parquet failed; the records are kept and the write will be retried.");
+                pending = rest;
+                sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => {
+                // A panic in the encoder is a bug; the records it held are lost to this process.
+                tracing::error!(error = %e, "The Parquet write task panicked.");
+                return;
+            }
+        }
+    }
+}
+
+fn by_partition<T>(rows: Vec<T>, time: impl Fn(&T) -> i64) -> BTreeMap<Partition, Vec<T>> {
+    let mut map: BTreeMap<Partition, Vec<T>> = BTreeMap::new();
+    for r in rows {
+        map.entry(Partition::of(time(&r))).or_default().push(r);
+    }
+    for rows in map.values_mut() {
+        rows.sort_by_key(|r| time(r));
+    }
+    map
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn metadata(table: &str) -> Vec<(String, String)> {
+    vec![
+        (SCHEMA_VERSION_KEY.into(), SCHEMA_VERSION.to_string()),
+        (TABLE_KEY.into(), table.into()),
+    ]
+}
+
+/// Sort column of both tables: `start_time`.
+fn start_time_index(schema: &arrow::datatypes::Schema) -> usize {
+    schema.index_of("start_time").unwrap_or(0)
+}
+
+/// Writes each partition of one table to its own file, removing written partitions from `parts`
+/// so a retry after a failure does not write them twice.
+fn write_table<T>(
+    config: &StoreConfig,
+    layout: &Layout,
+    table: &str,
+    parts: &mut BTreeMap<Partition, Vec<T>>,
+    build: fn(&[T]) -> Result<RecordBatch, arrow::error::ArrowError>,
+    stats: &StoreStats,
+) -> Result<()> {
+    while let Some((&p, rows)) = parts.first_key_value() {
+        let batch = build(rows)?;
+        let props = writer_properties(
+            config.zstd_level,
+            start_time_index(&batch.schema()),
+            metadata(table),
+        )?;
+        let bytes = write_atomic(
+            &layout.partition_dir(table, p),
+            &layout.next_file_name(now_ms()),
+            &batch,
+            props,
+        )?;
+        account(stats, rows.len(), bytes);
+        parts.remove(&p);
+    }
+    Ok(())
+}
+
+fn write_buffer(
+    config: &StoreConfig,
+    layout: &Layout,
+    buf: Buffer,
+    stats: &StoreStats,
+) -> Result<(), (Error, Buffer)> {
+    let mut tools = by_partition(buf.tool_calls, |r| r.start_time_ns);
+    let mut llms = by_partition(buf.llm_calls, |r| r.start_time_ns);
+    let written = write_table(
+        config,
+        layout,
+        TOOL_CALLS,
+        &mut tools,
+        arrow_schema::tool_calls_batch,
+        stats,
+    )
+    .and_then(|()| {
+        write_table(
+            config,
+            layout,
+            LLM_CALLS,
+            &mut llms,
+            arrow_schema::llm_calls_batch,
+            stats,
+        )
+    });
+    written.map_err(|e| {
+        let rest = Buffer {
+            tool_calls: tools.into_values().flatten().collect(),
+            llm_calls: llms.into_values().flatten().collect(),
+        };
+        (e, rest)
+    })
+}
+
+fn account(stats: &StoreStats, rows: usize, bytes: u64) {
+    stats.files.fetch_add(1, Ordering::Relaxed);
+    stats.bytes.fetch_add(bytes, Ordering::Relaxed);
+    stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
+    stats.pending_rows.fetch_sub(rows as u64, Ordering::Relaxed);
+}
+
+#[cfg(test)]
+#[path = "writer_tests.rs"]
+mod tests;

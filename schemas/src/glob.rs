@@ -1,0 +1,69 @@
+//! Case-insensitive glob matching with `*` (any run) and `?` (one character), used by the tool
+//! catalog and the service-account / client-id patterns.
+
+/// A compiled pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Glob {
+    pattern: Vec<char>,
+    source: String,
+}
+
+impl Glob {
+    pub(crate) fn new(pattern: &str) -> Self {
+        Self {
+            pattern: pattern.to_lowercase().chars().collect(),
+            source: pattern.to_string(),
+        }
+    }
+
+    /// The pattern as written in the configuration.
+    pub(crate) fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Iterative matcher with single-star backtracking: linear in practice, no recursion, so a
+    /// hostile pattern cannot blow the stack.
+    pub(crate) fn matches(&self, text: &str) -> bool {
+        let t: Vec<char> = text.to_lowercase().chars().collect();
+        let p = &self.pattern;
+        let (mut ti, mut pi) = (0usize, 0usize);
+        let mut star: Option<(usize, usize)> = None;
+        while ti < t.len() {
+            if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+                ti += 1;
+                pi += 1;
+            } else if pi < p.len() && p[pi] == '*' {
+                star = Some((pi, ti));
+                pi += 1;
+            } else if let Some((sp, st)) = star {
+                pi = sp + 1;
+                ti = st + 1;
+                star = Some((sp, st + 1));
+            } else {
+                return false;
+            }
+        }
+        p[pi..].iter().all(|&c| c == '*')
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Glob;
+
+    #[test]
+    fn matches_stars_and_questions() {
+        assert!(Glob::new("svc-*").matches("svc-payments"));
+        assert!(Glob::new("svc-*").matches("SVC-x"));
+        assert!(!Glob::new("svc-*").matches("alice"));
+        assert!(Glob::new("*-bot").matches("deploy-bot"));
+        assert!(Glob::new("*").matches(""));
+        assert!(Glob::new("a?c").matches("abc"));
+        assert!(!Glob::new("a?c").matches("ac"));
+        assert!(Glob::new("get_*_by_*").matches("get_customer_by_id"));
+        assert!(!Glob::new("get_*_by_*").matches("get_customer"));
+        assert!(Glob::new("*@*.iam.gserviceaccount.com").matches("x@p.iam.gserviceaccount.com"));
+        assert!(Glob::new("exact").matches("EXACT"));
+        assert!(!Glob::new("exact").matches("exactly"));
+    }
+}

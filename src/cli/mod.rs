@@ -1,0 +1,92 @@
+//! Command-line interface: one binary, one subcommand per job.
+
+mod demo;
+mod query;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The flight recorder for AI agents' tool calls: OTLP in, attributed Parquet out, SQL on top.
+#[derive(Debug, Parser)]
+#[command(name = "calltrail", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the OTLP receivers and the store writer.
+    Serve(serve::ServeArgs),
+    /// Run a read-only SQL query over the store.
+    Query(query::QueryArgs),
+    /// Send a deterministic synthetic MCP workload to a running server over OTLP/gRPC.
+    Demo(demo::DemoArgs),
+}
+
+/// Options shared by commands that read the configuration.
+#[derive(Debug, clap::Args)]
+struct ConfigArgs {
+    /// Configuration file (TOML). Without it, the embedded defaults apply.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    /// Data directory (overrides `data_dir` in the file). Default `./calltrail-data`.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+impl ConfigArgs {
+    fn load(&self) -> anyhow::Result<calltrail::config::Config> {
+        let mut config = match &self.config {
+            Some(p) => calltrail::config::Config::load(p)?,
+            None => calltrail::config::Config::default(),
+        };
+        if let Some(d) = &self.data_dir {
+            config.data_dir = d.clone();
+        }
+        Ok(config)
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CALLTRAIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("calltrail: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Query(args) => query::run(args).await,
+            Command::Demo(args) => demo::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("calltrail: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

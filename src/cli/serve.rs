@@ -1,0 +1,106 @@
+//! `calltrail serve`: the receivers and the store writer, until SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use calltrail_collector::{Pipeline, Receivers};
+use calltrail_retention::{Layout, StoreWriter};
+use tokio::signal::unix::{SignalKind, signal};
+
+use super::ConfigArgs;
+
+/// Arguments of `calltrail serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// OTLP/gRPC listen address (overrides `receivers.grpc_addr`).
+    #[arg(long)]
+    grpc_addr: Option<SocketAddr>,
+    /// OTLP/HTTP listen address (overrides `receivers.http_addr`).
+    #[arg(long)]
+    http_addr: Option<SocketAddr>,
+    /// Write `{"grpc": ADDR, "http": ADDR, "data_dir": DIR}` here once listening (for scripts
+    /// and tests that use port 0).
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+}
+
+/// A name for this writer's files, different across processes and restarts.
+fn writer_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{:04x}{:04x}", std::process::id() & 0xffff, nanos & 0xffff)
+}
+
+fn write_ready_file(path: &Path, receivers: &Receivers, data_dir: &Path) -> Result<()> {
+    let body = serde_json::json!({
+        "grpc": receivers.grpc_addr.to_string(),
+        "http": receivers.http_addr.to_string(),
+        "data_dir": data_dir.display().to_string(),
+    });
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, body.to_string())
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+pub(crate) async fn run(args: ServeArgs) -> Result<()> {
+    let mut config = args.config.load()?;
+    if let Some(a) = args.grpc_addr {
+        config.receivers.grpc_addr = a;
+    }
+    if let Some(a) = args.http_addr {
+        config.receivers.http_addr = a;
+    }
+    config.validate()?;
+    let attributor = Arc::new(config.attributor()?);
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("data_dir: cannot create {}", config.data_dir.display()))?;
+
+    let layout = Arc::new(Layout::new(&config.data_dir, writer_id()));
+    let writer = StoreWriter::spawn(config.store.clone(), layout)?;
+    let pipeline = Pipeline::new(attributor, writer.handle());
+    let receivers = Receivers::start(&config.receivers, pipeline.clone()).await?;
+    if let Some(p) = &args.ready_file {
+        write_ready_file(p, &receivers, &config.data_dir)?;
+    }
+    tracing::info!(
+        grpc = %receivers.grpc_addr, http = %receivers.http_addr, data_dir = %config.data_dir.display(),
+        "Calltrail is recording. Send OTLP traces; query with `calltrail query`."
+    );
+
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received; draining."),
+        _ = int.recv() => tracing::info!("SIGINT received; draining."),
+    }
+
+    let deadline = Duration::from_millis(config.shutdown_deadline_ms);
+    let drained = tokio::time::timeout(deadline, async {
+        receivers.shutdown().await;
+        drop(pipeline);
+        writer.shutdown().await
+    })
+    .await;
+    match drained {
+        Ok(stats) => {
+            tracing::info!(
+                files = stats.files.load(std::sync::atomic::Ordering::Relaxed),
+                rows = stats.rows.load(std::sync::atomic::Ordering::Relaxed),
+                "Calltrail stopped cleanly; everything accepted is in Parquet."
+            );
+            Ok(())
+        }
+        Err(_) => bail!(
+            "shutdown did not finish within shutdown_deadline_ms ({} ms)",
+            deadline.as_millis()
+        ),
+    }
+}

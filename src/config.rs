@@ -1,0 +1,158 @@
+//! `calltrail.toml`: one typed section per component, unknown keys rejected, validated at
+//! start-up with errors that name the key. Every field is optional; the embedded default
+//! (`./calltrail-data`, loopback listeners) needs no file at all.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use calltrail_collector::ReceiverConfig;
+use calltrail_retention::StoreConfig;
+use calltrail_schemas::{AttributionConfig, Attributor, Directory, ToolCatalog};
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the store lives. Default `./calltrail-data`.
+    pub data_dir: PathBuf,
+    /// How long `serve` may take to drain and flush on SIGTERM before exiting non-zero, in
+    /// milliseconds. Default 30000.
+    pub shutdown_deadline_ms: u64,
+    /// OTLP receivers.
+    pub receivers: ReceiverConfig,
+    /// Parquet store.
+    pub store: StoreConfig,
+    /// Attribution of calls to principals, teams, tenants and cost centres.
+    pub attribution: AttributionConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("calltrail-data"),
+            shutdown_deadline_ms: 30_000,
+            receivers: ReceiverConfig::default(),
+            store: StoreConfig::default(),
+            attribution: AttributionConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file; relative paths in it are relative to the
+    /// file's directory.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        let mut config: Config =
+            toml::from_str(&text).map_err(|e| anyhow!("config file {}: {e}", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let rebase = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        rebase(&mut config.data_dir);
+        config.attribution.directory.as_mut().map(rebase);
+        config.attribution.tool_catalog.as_mut().map(rebase);
+        config
+            .validate()
+            .map_err(|e| anyhow!("config file {}: {e}", path.display()))?;
+        Ok(config)
+    }
+
+    /// Checks every section; the error names the key.
+    pub fn validate(&self) -> Result<()> {
+        if !(100..=600_000).contains(&self.shutdown_deadline_ms) {
+            return Err(anyhow!(
+                "shutdown_deadline_ms: must be between 100 and 600000"
+            ));
+        }
+        self.receivers
+            .validate()
+            .map_err(|(key, msg)| anyhow!("{key}: {msg}"))?;
+        self.store.validate()?;
+        self.attribution.validate()?;
+        Ok(())
+    }
+
+    /// Loads the directory and catalog files and compiles the attribution rules.
+    pub fn attributor(&self) -> Result<Attributor> {
+        let a = &self.attribution;
+        let directory = match &a.directory {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| {
+                    format!("attribution.directory: cannot read {}", p.display())
+                })?;
+                Directory::from_csv(&text)
+                    .with_context(|| format!("attribution.directory ({})", p.display()))?
+            }
+            None => Directory::default(),
+        };
+        let catalog = match &a.tool_catalog {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| {
+                    format!("attribution.tool_catalog: cannot read {}", p.display())
+                })?;
+                ToolCatalog::from_toml(&text)
+                    .with_context(|| format!("attribution.tool_catalog ({})", p.display()))?
+            }
+            None => ToolCatalog::default(),
+        };
+        Ok(Attributor::new(a.clone(), directory, catalog))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("calltrail.toml");
+        std::fs::write(&p, text)?;
+        Config::load(&p)
+    }
+
+    #[test]
+    fn empty_file_is_the_default() {
+        let c = load("").unwrap();
+        assert_eq!(c.receivers.grpc_addr.to_string(), "127.0.0.1:4317");
+        assert_eq!(c.store.flush_interval_ms, 1000);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = load("[store]\nflush_interval_ms = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("store.flush_interval_ms"), "{e}");
+        let e = load("[receivers]\ngrpc_adr = \"127.0.0.1:1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("grpc_adr"), "{e}");
+        let e = load("[receivers]\nhttp_addr = \"nowhere\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("http_addr"), "{e}");
+        let e = load("[attribution]\nsensitive = \"some\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sensitive"), "{e}");
+        let e = load("[receivers]\nmax_body_bytes = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("receivers.max_body_bytes"), "{e}");
+    }
+
+    #[test]
+    fn missing_directory_file_names_the_key() {
+        let c = load("[attribution]\ndirectory = \"nope.csv\"\n").unwrap();
+        let e = format!("{:#}", c.attributor().unwrap_err());
+        assert!(
+            e.contains("attribution.directory") && e.contains("nope.csv"),
+            "{e}"
+        );
+    }
+}
