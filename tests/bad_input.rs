@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use prost::bytes::{Buf, BufMut};
@@ -39,13 +39,24 @@ const COUNT_ALL: &str = "SELECT count(*) AS n FROM tool_calls";
 
 /// `n` good spans in their own trace (request number `step`).
 fn good(step: u8, n: u8) -> Vec<Span> {
-    (0..n).map(|i| server_tool_span(trace_id(TEST, step), span_id(TEST, step, i), "get_balance", &format!("{step}-{i}"))).collect()
+    (0..n)
+        .map(|i| {
+            server_tool_span(
+                trace_id(TEST, step),
+                span_id(TEST, step, i),
+                "get_balance",
+                &format!("{step}-{i}"),
+            )
+        })
+        .collect()
 }
 
 /// A request whose encoding exceeds the body limit (a large attribute on a good span).
 fn oversized(step: u8) -> Vec<u8> {
     let mut spans = good(step, 1);
-    spans[0].attributes.push(kv("padding", &"x".repeat(MAX_BODY + 16 * 1024)));
+    spans[0]
+        .attributes
+        .push(kv("padding", &"x".repeat(MAX_BODY + 16 * 1024)));
     let body = request("bad-input", spans).encode_to_vec();
     assert!(body.len() > MAX_BODY && body.len() < 2 * MAX_BODY);
     body
@@ -75,8 +86,12 @@ impl Reply {
 
     fn partial_success(&self) -> (i64, String) {
         assert_eq!(self.status, 200, "{}", self.text());
-        let resp = ExportTraceServiceResponse::decode(self.body.as_slice())
-            .unwrap_or_else(|e| panic!("response is no ExportTraceServiceResponse ({e}): {:?}", self.body));
+        let resp = ExportTraceServiceResponse::decode(self.body.as_slice()).unwrap_or_else(|e| {
+            panic!(
+                "response is no ExportTraceServiceResponse ({e}): {:?}",
+                self.body
+            )
+        });
         let ps = resp.partial_success.unwrap_or_default();
         (ps.rejected_spans, ps.error_message)
     }
@@ -84,11 +99,18 @@ impl Reply {
 
 impl Http {
     async fn post(&self, content_type: &str, encoding: Option<&str>, body: reqwest::Body) -> Reply {
-        let mut req = self.client.post(&self.url).header("content-type", content_type).body(body);
+        let mut req = self
+            .client
+            .post(&self.url)
+            .header("content-type", content_type)
+            .body(body);
         if let Some(enc) = encoding {
             req = req.header("content-encoding", enc);
         }
-        let resp = req.send().await.unwrap_or_else(|e| panic!("POST {}: {e:?}", self.url));
+        let resp = req
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {}: {e:?}", self.url));
         let status = resp.status().as_u16();
         let body = resp.bytes().await.unwrap().to_vec();
         Reply { status, body }
@@ -140,19 +162,29 @@ impl Codec for RawCodec {
 
 async fn grpc_raw(channel: &Channel, body: Vec<u8>) -> Result<Vec<u8>, Status> {
     let mut grpc = tonic::client::Grpc::new(channel.clone());
-    grpc.ready().await.map_err(|e| Status::unknown(format!("channel not ready: {e}")))?;
-    let path = PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
-    grpc.unary(tonic::Request::new(body), path, RawCodec).await.map(|r| r.into_inner())
+    grpc.ready()
+        .await
+        .map_err(|e| Status::unknown(format!("channel not ready: {e}")))?;
+    let path =
+        PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Export");
+    grpc.unary(tonic::Request::new(body), path, RawCodec)
+        .await
+        .map(|r| r.into_inner())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_and_good_data_survives() {
     let mut server = Server::start_with_config(CONFIG);
-    let http = Http { client: support::http_client(), url: server.traces_url() };
+    let http = Http {
+        client: support::http_client(),
+        url: server.traces_url(),
+    };
     let mut accepted: i64 = 0;
 
     // A good request first: the data that must survive everything below.
-    let r = http.protobuf(request("bad-input", good(1, 3)).encode_to_vec()).await;
+    let r = http
+        .protobuf(request("bad-input", good(1, 3)).encode_to_vec())
+        .await;
     assert_eq!(r.status, 200, "good request: {}", r.text());
     assert_eq!(r.partial_success().0, 0);
     accepted += 3;
@@ -164,43 +196,96 @@ async fn bad_input_is_refused_and_good_data_survives() {
     let full = request("bad-input", good(2, 2)).encode_to_vec();
     let r = http.protobuf(full[..full.len() / 2].to_vec()).await;
     assert_eq!(r.status, 400, "truncated protobuf: {}", r.text());
-    assert!(r.text().contains("protobuf") && r.text().contains("decod"), "truncated protobuf: message should name the protobuf decode error: {}", r.text());
+    assert!(
+        r.text().contains("protobuf") && r.text().contains("decod"),
+        "truncated protobuf: message should name the protobuf decode error: {}",
+        r.text()
+    );
 
     // Invalid JSON: the message names the position.
-    let r = http.post("application/json", None, r#"{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": }]}]}]}"#.into()).await;
+    let r = http
+        .post(
+            "application/json",
+            None,
+            r#"{"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": }]}]}]}"#.into(),
+        )
+        .await;
     assert_eq!(r.status, 400, "invalid JSON: {}", r.text());
-    assert!(r.text().contains("line 1 column"), "invalid JSON: message should give the position: {}", r.text());
+    assert!(
+        r.text().contains("line 1 column"),
+        "invalid JSON: message should give the position: {}",
+        r.text()
+    );
 
     // Wrong content type.
-    let r = http.post("text/plain", None, request("bad-input", good(3, 1)).encode_to_vec().into()).await;
+    let r = http
+        .post(
+            "text/plain",
+            None,
+            request("bad-input", good(3, 1)).encode_to_vec().into(),
+        )
+        .await;
     assert_eq!(r.status, 415, "text/plain: {}", r.text());
 
     // Over the body limit, with Content-Length.
     let r = http.protobuf(oversized(4)).await;
-    assert_eq!(r.status, 413, "oversized body with Content-Length: {}", r.text());
+    assert_eq!(
+        r.status,
+        413,
+        "oversized body with Content-Length: {}",
+        r.text()
+    );
 
     // Over the body limit, chunked (no Content-Length), as Node's exporter sends.
     let body = oversized(5);
-    let chunks: Vec<Result<Bytes, std::io::Error>> = body.chunks(8192).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-    let r = http.post(PROTOBUF, None, reqwest::Body::wrap_stream(tonic::codegen::tokio_stream::iter(chunks))).await;
+    let chunks: Vec<Result<Bytes, std::io::Error>> = body
+        .chunks(8192)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let r = http
+        .post(
+            PROTOBUF,
+            None,
+            reqwest::Body::wrap_stream(tonic::codegen::tokio_stream::iter(chunks)),
+        )
+        .await;
     assert_eq!(r.status, 413, "oversized chunked body: {}", r.text());
 
     // A chunked body under the limit is fine.
     let body = request("bad-input", good(6, 1)).encode_to_vec();
-    let chunks: Vec<Result<Bytes, std::io::Error>> = body.chunks(100).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
-    let r = http.post(PROTOBUF, None, reqwest::Body::wrap_stream(tonic::codegen::tokio_stream::iter(chunks))).await;
+    let chunks: Vec<Result<Bytes, std::io::Error>> = body
+        .chunks(100)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    let r = http
+        .post(
+            PROTOBUF,
+            None,
+            reqwest::Body::wrap_stream(tonic::codegen::tokio_stream::iter(chunks)),
+        )
+        .await;
     assert_eq!(r.status, 200, "chunked body under the limit: {}", r.text());
     accepted += 1;
 
     // gzip is accepted.
-    let r = http.post(PROTOBUF, Some("gzip"), gzip(&request("bad-input", good(7, 2)).encode_to_vec()).into()).await;
+    let r = http
+        .post(
+            PROTOBUF,
+            Some("gzip"),
+            gzip(&request("bad-input", good(7, 2)).encode_to_vec()).into(),
+        )
+        .await;
     assert_eq!(r.status, 200, "gzip body: {}", r.text());
     assert_eq!(r.partial_success().0, 0);
     accepted += 2;
 
     // A gzip bomb: small on the wire, far over the limit once inflated.
     let bomb = gzip(&vec![0u8; 8 * 1024 * 1024]);
-    assert!(bomb.len() < MAX_BODY, "bomb is {} bytes compressed", bomb.len());
+    assert!(
+        bomb.len() < MAX_BODY,
+        "bomb is {} bytes compressed",
+        bomb.len()
+    );
     let r = http.post(PROTOBUF, Some("gzip"), bomb.into()).await;
     assert_eq!(r.status, 413, "gzip bomb: {}", r.text());
 
@@ -208,7 +293,10 @@ async fn bad_input_is_refused_and_good_data_survives() {
     let mut spans = good(8, 1);
     spans[0].attributes.push(kv("note", "PATCH-ME-UTF8"));
     let mut body = request("bad-input", spans).encode_to_vec();
-    let at = body.windows(13).position(|w| w == b"PATCH-ME-UTF8").expect("marker in encoding");
+    let at = body
+        .windows(13)
+        .position(|w| w == b"PATCH-ME-UTF8")
+        .expect("marker in encoding");
     body[at..at + 4].copy_from_slice(&[0xff, 0xfe, 0xc3, 0x28]);
     let r = http.protobuf(body).await;
     assert_eq!(r.status, 400, "invalid UTF-8 in a string: {}", r.text());
@@ -218,10 +306,15 @@ async fn bad_input_is_refused_and_good_data_survives() {
     let mut bad = good(9, 2).pop().unwrap();
     bad.trace_id = Vec::new();
     spans.push(bad);
-    let r = http.protobuf(request("bad-input", spans).encode_to_vec()).await;
+    let r = http
+        .protobuf(request("bad-input", spans).encode_to_vec())
+        .await;
     let (rejected, message) = r.partial_success();
     assert_eq!(rejected, 1, "missing trace id: {message}");
-    assert!(message.to_lowercase().contains("trace"), "message should name the missing trace id: {message:?}");
+    assert!(
+        message.to_lowercase().contains("trace"),
+        "message should name the missing trace id: {message:?}"
+    );
     accepted += 1;
 
     // Partial success: an absurd timestamp (past what Timestamp(ns) can hold).
@@ -230,10 +323,15 @@ async fn bad_input_is_refused_and_good_data_survives() {
     bad.start_time_unix_nano = u64::MAX - 1;
     bad.end_time_unix_nano = u64::MAX;
     spans.push(bad);
-    let r = http.protobuf(request("bad-input", spans).encode_to_vec()).await;
+    let r = http
+        .protobuf(request("bad-input", spans).encode_to_vec())
+        .await;
     let (rejected, message) = r.partial_success();
     assert_eq!(rejected, 1, "absurd timestamp: {message}");
-    assert!(message.to_lowercase().contains("time"), "message should name the timestamp: {message:?}");
+    assert!(
+        message.to_lowercase().contains("time"),
+        "message should name the timestamp: {message:?}"
+    );
     accepted += 1;
 
     // Three bad spans of three kinds, one good.
@@ -242,7 +340,9 @@ async fn bad_input_is_refused_and_good_data_survives() {
     spans[2].span_id = Vec::new();
     spans[3].start_time_unix_nano = u64::MAX;
     spans[3].end_time_unix_nano = u64::MAX;
-    let r = http.protobuf(request("bad-input", spans).encode_to_vec()).await;
+    let r = http
+        .protobuf(request("bad-input", spans).encode_to_vec())
+        .await;
     let (rejected, message) = r.partial_success();
     assert_eq!(rejected, 3, "three bad spans: {message}");
     assert!(!message.is_empty());
@@ -250,36 +350,75 @@ async fn bad_input_is_refused_and_good_data_survives() {
 
     // --- OTLP/gRPC -------------------------------------------------------------------------
 
-    let channel = Channel::from_shared(server.grpc_url()).unwrap().connect().await.expect("connect gRPC");
+    let channel = Channel::from_shared(server.grpc_url())
+        .unwrap()
+        .connect()
+        .await
+        .expect("connect gRPC");
 
-    let err = grpc_raw(&channel, vec![0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]).await.expect_err("garbage accepted");
+    let err = grpc_raw(&channel, vec![0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01])
+        .await
+        .expect_err("garbage accepted");
     assert_eq!(err.code(), Code::InvalidArgument, "gRPC garbage: {err:?}");
 
     let full = request("bad-input", good(12, 2)).encode_to_vec();
-    let err = grpc_raw(&channel, full[..full.len() - 7].to_vec()).await.expect_err("truncated accepted");
-    assert_eq!(err.code(), Code::InvalidArgument, "gRPC truncated message: {err:?}");
+    let err = grpc_raw(&channel, full[..full.len() - 7].to_vec())
+        .await
+        .expect_err("truncated accepted");
+    assert_eq!(
+        err.code(),
+        Code::InvalidArgument,
+        "gRPC truncated message: {err:?}"
+    );
 
-    let err = grpc_raw(&channel, oversized(13)).await.expect_err("oversized accepted");
-    assert_eq!(err.code(), Code::ResourceExhausted, "gRPC oversized message: {err:?}");
+    let err = grpc_raw(&channel, oversized(13))
+        .await
+        .expect_err("oversized accepted");
+    assert_eq!(
+        err.code(),
+        Code::ResourceExhausted,
+        "gRPC oversized message: {err:?}"
+    );
 
     // Partial success over gRPC, with the generated client.
     let mut client = TraceServiceClient::new(channel.clone());
     let mut spans = good(14, 2);
     spans[1].span_id = vec![1, 2, 3];
-    let resp = client.export(request("bad-input", spans)).await.expect("gRPC partial success").into_inner();
+    let resp = client
+        .export(request("bad-input", spans))
+        .await
+        .expect("gRPC partial success")
+        .into_inner();
     let ps = resp.partial_success.expect("partial_success set");
     assert_eq!(ps.rejected_spans, 1, "gRPC partial success: {ps:?}");
-    assert!(!ps.error_message.is_empty(), "gRPC partial success names the problem");
+    assert!(
+        !ps.error_message.is_empty(),
+        "gRPC partial success names the problem"
+    );
     accepted += 1;
 
     // The server is still up and nothing refused above was stored.
-    assert!(server.is_running(), "calltrail serve died:\n{}", server.log());
+    assert!(
+        server.is_running(),
+        "calltrail serve died:\n{}",
+        server.log()
+    );
     server.wait_for_count(COUNT_ALL, accepted, Duration::from_secs(15));
 
     // Good requests still work, over both transports.
-    let r = http.protobuf(request("bad-input", good(15, 2)).encode_to_vec()).await;
-    assert_eq!(r.status, 200, "good request after the bad ones: {}", r.text());
-    let resp = client.export(request("bad-input", good(16, 1))).await.expect("good gRPC request");
+    let r = http
+        .protobuf(request("bad-input", good(15, 2)).encode_to_vec())
+        .await;
+    assert_eq!(
+        r.status,
+        200,
+        "good request after the bad ones: {}",
+        r.text()
+    );
+    let resp = client
+        .export(request("bad-input", good(16, 1)))
+        .await
+        .expect("good gRPC request");
     let ps = resp.into_inner().partial_success.unwrap_or_default();
     assert_eq!(ps.rejected_spans, 0, "{ps:?}");
     accepted += 3;
@@ -291,10 +430,17 @@ async fn bad_input_is_refused_and_good_data_survives() {
         .iter()
         .map(|r| support::text(r, "trace_id").unwrap())
         .collect();
-    let want: Vec<String> = [1u8, 6, 7, 9, 10, 11, 14, 15, 16].iter().map(|s| hex::encode(trace_id(TEST, *s))).collect();
+    let want: Vec<String> = [1u8, 6, 7, 9, 10, 11, 14, 15, 16]
+        .iter()
+        .map(|s| hex::encode(trace_id(TEST, *s)))
+        .collect();
     assert_eq!(traces, want, "traces stored");
 
     server.stop();
     assert_eq!(server.count(COUNT_ALL), accepted, "rows after a clean stop");
-    assert_eq!(support::duckdb_count(server.data_dir(), "tool_calls", "true"), accepted, "DuckDB rows");
+    assert_eq!(
+        support::duckdb_count(server.data_dir(), "tool_calls", "true"),
+        accepted,
+        "DuckDB rows"
+    );
 }

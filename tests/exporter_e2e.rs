@@ -8,7 +8,9 @@ mod support;
 
 use std::time::Duration;
 
-use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _};
+use opentelemetry::trace::{
+    Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _,
+};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
@@ -26,7 +28,11 @@ enum Transport {
 /// The config: a directory CSV that maps alice to her team, tenant and cost centre.
 fn config(dir: &std::path::Path) -> String {
     let csv = dir.join("directory.csv");
-    std::fs::write(&csv, format!("principal,team,tenant,cost_center\n{ALICE},payments,acme-eu,CC-100\n")).unwrap();
+    std::fs::write(
+        &csv,
+        format!("principal,team,tenant,cost_center\n{ALICE},payments,acme-eu,CC-100\n"),
+    )
+    .unwrap();
     format!(
         "[store]\nflush_interval_ms = 500\n\n[attribution]\ndirectory = \"{}\"\n",
         csv.display().to_string().replace('\\', "\\\\")
@@ -34,7 +40,9 @@ fn config(dir: &std::path::Path) -> String {
 }
 
 fn provider(server: &Server, transport: Transport) -> SdkTracerProvider {
-    let resource = Resource::builder().with_service_name("payments-gateway").build();
+    let resource = Resource::builder()
+        .with_service_name("payments-gateway")
+        .build();
     let builder = SdkTracerProvider::builder().with_resource(resource);
     match transport {
         Transport::Grpc => {
@@ -72,7 +80,10 @@ fn mcp_attrs(tool: &str, request_id: &str) -> Vec<KeyValue> {
 /// Emits one agent turn: five MCP calls (one seen from both sides) and one LLM inference.
 fn emit(provider: &SdkTracerProvider) {
     let tracer = provider.tracer("calltrail-e2e");
-    let root = tracer.span_builder("agent turn").with_kind(SpanKind::Internal).start(&tracer);
+    let root = tracer
+        .span_builder("agent turn")
+        .with_kind(SpanKind::Internal)
+        .start(&tracer);
     let root_cx = Context::current_with_span(root);
 
     let server_span = |tool: &str, id: &str, extra: Vec<KeyValue>, parent: &Context| {
@@ -92,7 +103,12 @@ fn emit(provider: &SdkTracerProvider) {
         .with_attributes(mcp_attrs("get_balance", "1"))
         .start_with_context(&tracer, &root_cx);
     let client_cx = root_cx.with_span(client);
-    let mut s = server_span("get_balance", "1", vec![KeyValue::new("user.id", ALICE)], &client_cx);
+    let mut s = server_span(
+        "get_balance",
+        "1",
+        vec![KeyValue::new("user.id", ALICE)],
+        &client_cx,
+    );
     s.end();
     client_cx.span().end();
 
@@ -100,7 +116,10 @@ fn emit(provider: &SdkTracerProvider) {
     let mut s = server_span(
         "get_balance",
         "2",
-        vec![KeyValue::new("user.id", ALICE), KeyValue::new("error.type", "tool_error")],
+        vec![
+            KeyValue::new("user.id", ALICE),
+            KeyValue::new("error.type", "tool_error"),
+        ],
         &root_cx,
     );
     s.set_status(Status::error("account not found"));
@@ -121,7 +140,12 @@ fn emit(provider: &SdkTracerProvider) {
     s.end();
 
     // 4. delete_account by a batch service account.
-    let mut s = server_span("delete_account", "4", vec![KeyValue::new("user.id", "svc-batch")], &root_cx);
+    let mut s = server_span(
+        "delete_account",
+        "4",
+        vec![KeyValue::new("user.id", "svc-batch")],
+        &root_cx,
+    );
     s.end();
 
     // 5. A call with no principal anywhere.
@@ -161,11 +185,23 @@ async fn run(transport: Transport) {
     .await
     .unwrap();
 
-    server.wait_for_count("SELECT count(*) AS n FROM tool_calls", 6, Duration::from_secs(15));
-    server.wait_for_count("SELECT count(*) AS n FROM llm_calls", 1, Duration::from_secs(15));
+    server.wait_for_count(
+        "SELECT count(*) AS n FROM tool_calls",
+        6,
+        Duration::from_secs(15),
+    );
+    server.wait_for_count(
+        "SELECT count(*) AS n FROM llm_calls",
+        1,
+        Duration::from_secs(15),
+    );
 
     // The client+server pair of call 1 is one call, seen from the server.
-    assert_eq!(server.count("SELECT count(*) AS n FROM calls"), 5, "calls view");
+    assert_eq!(
+        server.count("SELECT count(*) AS n FROM calls"),
+        5,
+        "calls view"
+    );
     assert_eq!(
         server.count("SELECT count(*) AS n FROM tool_calls WHERE side = 'client'"),
         1,
@@ -178,34 +214,65 @@ async fn run(transport: Transport) {
          FROM calls ORDER BY request_id",
     );
     assert_eq!(rows.len(), 5, "{rows:#?}");
-    let by_id = |id: &str| rows.iter().find(|r| text(r, "request_id").as_deref() == Some(id)).unwrap_or_else(|| panic!("no call with jsonrpc.request.id {id}: {rows:#?}"));
+    let by_id = |id: &str| {
+        rows.iter()
+            .find(|r| text(r, "request_id").as_deref() == Some(id))
+            .unwrap_or_else(|| panic!("no call with jsonrpc.request.id {id}: {rows:#?}"))
+    };
 
     for r in &rows {
         assert_eq!(text(r, "side").as_deref(), Some("server"), "{r:?}");
         assert_eq!(text(r, "method").as_deref(), Some("tools/call"), "{r:?}");
         assert_eq!(text(r, "target"), text(r, "tool_name"), "{r:?}");
-        assert_eq!(text(r, "protocol_version").as_deref(), Some("2025-11-25"), "{r:?}");
-        assert_eq!(text(r, "source_service").as_deref(), Some("payments-gateway"), "{r:?}");
+        assert_eq!(
+            text(r, "protocol_version").as_deref(),
+            Some("2025-11-25"),
+            "{r:?}"
+        );
+        assert_eq!(
+            text(r, "source_service").as_deref(),
+            Some("payments-gateway"),
+            "{r:?}"
+        );
         let date = text(r, "date").unwrap_or_default();
         let hour = text(r, "hour").unwrap_or_default();
         assert!(
             date.len() == 10 && date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-',
             "date partition 'YYYY-MM-DD': {r:?}"
         );
-        assert!(hour.len() == 2 && hour.bytes().all(|b| b.is_ascii_digit()), "hour partition 'HH': {r:?}");
+        assert!(
+            hour.len() == 2 && hour.bytes().all(|b| b.is_ascii_digit()),
+            "hour partition 'HH': {r:?}"
+        );
     }
 
     let ok = by_id("1");
     assert_eq!(text(ok, "tool_name").as_deref(), Some("get_balance"));
     assert_eq!(text(ok, "outcome").as_deref(), Some("ok"), "{ok:?}");
-    assert_eq!(text(ok, "operation_class").as_deref(), Some("read"), "{ok:?}");
+    assert_eq!(
+        text(ok, "operation_class").as_deref(),
+        Some("read"),
+        "{ok:?}"
+    );
 
     let tool_err = by_id("2");
-    assert_eq!(text(tool_err, "outcome").as_deref(), Some("tool_error"), "{tool_err:?}");
-    assert_eq!(text(tool_err, "error_type").as_deref(), Some("tool_error"), "{tool_err:?}");
+    assert_eq!(
+        text(tool_err, "outcome").as_deref(),
+        Some("tool_error"),
+        "{tool_err:?}"
+    );
+    assert_eq!(
+        text(tool_err, "error_type").as_deref(),
+        Some("tool_error"),
+        "{tool_err:?}"
+    );
 
     let rpc_err = by_id("3");
-    assert_eq!(text(rpc_err, "outcome").as_deref(), Some("protocol_error"), "{rpc_err:?}");
+    assert_eq!(
+        text(rpc_err, "outcome").as_deref(),
+        Some("protocol_error"),
+        "{rpc_err:?}"
+    );
     assert_eq!(int(rpc_err, "jsonrpc_code"), Some(-32602), "{rpc_err:?}");
 
     for r in [ok, tool_err, rpc_err] {
@@ -218,15 +285,35 @@ async fn run(transport: Transport) {
 
     let delete = by_id("4");
     assert_eq!(text(delete, "tool_name").as_deref(), Some("delete_account"));
-    assert_eq!(text(delete, "operation_class").as_deref(), Some("delete"), "{delete:?}");
+    assert_eq!(
+        text(delete, "operation_class").as_deref(),
+        Some("delete"),
+        "{delete:?}"
+    );
     assert_eq!(text(delete, "outcome").as_deref(), Some("ok"), "{delete:?}");
-    assert_eq!(text(delete, "principal").as_deref(), Some("svc-batch"), "{delete:?}");
-    assert_eq!(text(delete, "principal_kind").as_deref(), Some("service_account"), "{delete:?}");
-    assert_eq!(text(delete, "team"), None, "svc-batch is not in the directory: {delete:?}");
+    assert_eq!(
+        text(delete, "principal").as_deref(),
+        Some("svc-batch"),
+        "{delete:?}"
+    );
+    assert_eq!(
+        text(delete, "principal_kind").as_deref(),
+        Some("service_account"),
+        "{delete:?}"
+    );
+    assert_eq!(
+        text(delete, "team"),
+        None,
+        "svc-batch is not in the directory: {delete:?}"
+    );
 
     let nobody = by_id("5");
     assert_eq!(text(nobody, "principal"), None, "{nobody:?}");
-    assert_eq!(text(nobody, "principal_kind").as_deref(), Some("unattributed"), "{nobody:?}");
+    assert_eq!(
+        text(nobody, "principal_kind").as_deref(),
+        Some("unattributed"),
+        "{nobody:?}"
+    );
     assert_eq!(text(nobody, "outcome").as_deref(), Some("ok"), "{nobody:?}");
 
     let llm = server.query(
@@ -237,15 +324,18 @@ async fn run(transport: Transport) {
     assert_eq!(text(l, "operation").as_deref(), Some("chat"), "{l:?}");
     assert_eq!(int(l, "input_tokens"), Some(1200), "{l:?}");
     assert_eq!(int(l, "output_tokens"), Some(345), "{l:?}");
-    assert_eq!(text(l, "request_model").as_deref(), Some("claude-sonnet-4"), "{l:?}");
+    assert_eq!(
+        text(l, "request_model").as_deref(),
+        Some("claude-sonnet-4"),
+        "{l:?}"
+    );
     assert_eq!(text(l, "principal").as_deref(), Some(ALICE), "{l:?}");
     assert_eq!(text(l, "team").as_deref(), Some("payments"), "{l:?}");
 
     // LLM spans and MCP spans of one turn join by trace id.
     assert_eq!(
-        server.count(
-            "SELECT count(*) AS n FROM calls c JOIN llm_calls l ON c.trace_id = l.trace_id"
-        ),
+        server
+            .count("SELECT count(*) AS n FROM calls c JOIN llm_calls l ON c.trace_id = l.trace_id"),
         5,
         "calls and llm_calls share the trace id"
     );
@@ -253,19 +343,37 @@ async fn run(transport: Transport) {
     // A clean stop flushes; DuckDB reads the same from the Parquet files (Hive partitions).
     server.stop();
     let dir = server.data_dir();
-    assert_eq!(support::duckdb_count(dir, "tool_calls", "true"), 6, "DuckDB: tool_calls rows");
     assert_eq!(
-        support::duckdb_count(dir, "tool_calls", &format!("principal = '{ALICE}' AND team = 'payments' AND tenant = 'acme-eu' AND cost_center = 'CC-100'")),
+        support::duckdb_count(dir, "tool_calls", "true"),
+        6,
+        "DuckDB: tool_calls rows"
+    );
+    assert_eq!(
+        support::duckdb_count(
+            dir,
+            "tool_calls",
+            &format!(
+                "principal = '{ALICE}' AND team = 'payments' AND tenant = 'acme-eu' AND cost_center = 'CC-100'"
+            )
+        ),
         3,
         "DuckDB: alice's server rows, with the directory's team, tenant and cost centre"
     );
     assert_eq!(
-        support::duckdb_count(dir, "tool_calls", "outcome = 'protocol_error' AND jsonrpc_code = -32602"),
+        support::duckdb_count(
+            dir,
+            "tool_calls",
+            "outcome = 'protocol_error' AND jsonrpc_code = -32602"
+        ),
         1,
         "DuckDB: the JSON-RPC error"
     );
     assert_eq!(
-        support::duckdb_count(dir, "tool_calls", "principal_kind = 'unattributed' AND side = 'server'"),
+        support::duckdb_count(
+            dir,
+            "tool_calls",
+            "principal_kind = 'unattributed' AND side = 'server'"
+        ),
         1,
         "DuckDB: the unattributed server row"
     );
@@ -274,11 +382,25 @@ async fn run(transport: Transport) {
         6,
         "DuckDB: hive partition columns date and hour"
     );
-    assert_eq!(support::duckdb_count(dir, "llm_calls", "input_tokens = 1200 AND output_tokens = 345"), 1, "DuckDB: llm_calls");
+    assert_eq!(
+        support::duckdb_count(
+            dir,
+            "llm_calls",
+            "input_tokens = 1200 AND output_tokens = 345"
+        ),
+        1,
+        "DuckDB: llm_calls"
+    );
     if transport == Transport::Grpc {
-        assert_eq!(support::duckdb_count(dir, "tool_calls", "ingest_protocol = 'otlp_grpc'"), 6);
+        assert_eq!(
+            support::duckdb_count(dir, "tool_calls", "ingest_protocol = 'otlp_grpc'"),
+            6
+        );
     } else {
-        assert_eq!(support::duckdb_count(dir, "tool_calls", "ingest_protocol = 'otlp_http_protobuf'"), 6);
+        assert_eq!(
+            support::duckdb_count(dir, "tool_calls", "ingest_protocol = 'otlp_http_protobuf'"),
+            6
+        );
     }
 }
 

@@ -36,7 +36,11 @@ fn official_python_sdk_stdio_client_and_server() {
         out.stderr,
         server.log()
     );
-    assert!(out.stdout.contains("prompt:"), "the client did not get through its calls:\n{}", out.stdout);
+    assert!(
+        out.stdout.contains("prompt:"),
+        "the client did not get through its calls:\n{}",
+        out.stdout
+    );
     // The producer logs exporter failures on stderr: there must be none.
     assert!(
         !out.stderr.contains("Failed to export"),
@@ -45,7 +49,11 @@ fn official_python_sdk_stdio_client_and_server() {
     );
 
     // Every call has a server span once both processes have exported.
-    server.wait_for_count("SELECT count(*) AS n FROM calls WHERE side = 'server'", 9, Duration::from_secs(30));
+    server.wait_for_count(
+        "SELECT count(*) AS n FROM calls WHERE side = 'server'",
+        9,
+        Duration::from_secs(30),
+    );
     server.stop();
 
     let rows = server.query(
@@ -76,15 +84,33 @@ fn official_python_sdk_stdio_client_and_server() {
     .iter()
     .map(|(m, t, o)| (m.to_string(), t.to_string(), o.to_string()))
     .collect();
-    assert_eq!(got, want, "calls (method, target, outcome); rows: {rows:#?}");
+    assert_eq!(
+        got, want,
+        "calls (method, target, outcome); rows: {rows:#?}"
+    );
     for r in &rows {
         assert_eq!(text(r, "side").as_deref(), Some("server"), "{r:?}");
-        assert_eq!(text(r, "source_service").as_deref(), Some("crm-mcp-server"), "{r:?}");
+        assert_eq!(
+            text(r, "source_service").as_deref(),
+            Some("crm-mcp-server"),
+            "{r:?}"
+        );
         // The SDK carries baggage to the server but records it on no span.
-        assert_eq!(text(r, "principal_kind").as_deref(), Some("unattributed"), "{r:?}");
+        assert_eq!(
+            text(r, "principal_kind").as_deref(),
+            Some("unattributed"),
+            "{r:?}"
+        );
     }
-    let charge = rows.iter().find(|r| text(r, "target").as_deref() == Some("charge_customer")).unwrap();
-    assert_eq!(support::int(charge, "jsonrpc_code"), Some(-32000), "{charge:?}");
+    let charge = rows
+        .iter()
+        .find(|r| text(r, "target").as_deref() == Some("charge_customer"))
+        .unwrap();
+    assert_eq!(
+        support::int(charge, "jsonrpc_code"),
+        Some(-32000),
+        "{charge:?}"
+    );
 
     // Both perspectives are kept for audit: the client's spans came from the other process.
     let clients = server.count("SELECT count(*) AS n FROM tool_calls WHERE side = 'client' AND source_service = 'crm-mcp-client'");

@@ -98,10 +98,15 @@ fn payloads(prefix: &str, enc: Encoding) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<_> = std::fs::read_dir(support::samples_dir())
         .expect("read tests/fixtures/samples")
         .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .filter(|n| n.starts_with(&format!("{prefix}-traces-")) && n.ends_with(&format!(".{}", enc.ext())))
+        .filter(|n| {
+            n.starts_with(&format!("{prefix}-traces-")) && n.ends_with(&format!(".{}", enc.ext()))
+        })
         .collect();
     files.sort();
-    assert!(files.len() >= 2, "expected the client and server payloads of {prefix}, found {files:?}");
+    assert!(
+        files.len() >= 2,
+        "expected the client and server payloads of {prefix}, found {files:?}"
+    );
     files
         .into_iter()
         .map(|n| {
@@ -139,7 +144,10 @@ fn trace_ids(body: &[u8], enc: Encoding) -> BTreeSet<String> {
 }
 
 fn in_list(ids: &BTreeSet<String>) -> String {
-    ids.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ")
+    ids.iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 async fn post_all(server: &Server, enc: Encoding) {
@@ -154,11 +162,22 @@ async fn post_all(server: &Server, enc: Encoding) {
                 .await
                 .unwrap_or_else(|e| panic!("POST {name}: {e}"));
             let status = resp.status();
-            let ctype = resp.headers().get("content-type").map(|v| v.to_str().unwrap_or("").to_string());
+            let ctype = resp
+                .headers()
+                .get("content-type")
+                .map(|v| v.to_str().unwrap_or("").to_string());
             let text = resp.bytes().await.unwrap();
-            assert_eq!(status.as_u16(), 200, "POST {name}: {}", String::from_utf8_lossy(&text));
+            assert_eq!(
+                status.as_u16(),
+                200,
+                "POST {name}: {}",
+                String::from_utf8_lossy(&text)
+            );
             assert!(
-                ctype.as_deref().unwrap_or("").starts_with(enc.content_type()),
+                ctype
+                    .as_deref()
+                    .unwrap_or("")
+                    .starts_with(enc.content_type()),
                 "POST {name}: response content type {ctype:?}, expected {}",
                 enc.content_type()
             );
@@ -167,7 +186,10 @@ async fn post_all(server: &Server, enc: Encoding) {
 }
 
 fn producer_traces(prefix: &str, enc: Encoding) -> BTreeSet<String> {
-    payloads(prefix, enc).iter().flat_map(|(_, body)| trace_ids(body, enc)).collect()
+    payloads(prefix, enc)
+        .iter()
+        .flat_map(|(_, body)| trace_ids(body, enc))
+        .collect()
 }
 
 /// Checks the `calls` rows of every producer; returns them for later comparison.
@@ -191,36 +213,75 @@ fn check_calls(server: &Server, enc: Encoding) -> Vec<Vec<support::Row>> {
                 )
             })
             .collect();
-        let want: Vec<(String, String, String)> =
-            expected.iter().map(|(m, t, o)| (m.to_string(), t.to_string(), o.to_string())).collect();
-        assert_eq!(got, want, "{prefix} ({enc:?}): calls (method, target, outcome) in start order; rows: {rows:#?}");
+        let want: Vec<(String, String, String)> = expected
+            .iter()
+            .map(|(m, t, o)| (m.to_string(), t.to_string(), o.to_string()))
+            .collect();
+        assert_eq!(
+            got, want,
+            "{prefix} ({enc:?}): calls (method, target, outcome) in start order; rows: {rows:#?}"
+        );
 
         for r in &rows {
-            assert_eq!(support::boolean(r, "is_request"), Some(true), "{prefix}: calls row not a request: {r:?}");
-            assert!(text(r, "call_id").is_some(), "{prefix}: calls row without call_id: {r:?}");
+            assert_eq!(
+                support::boolean(r, "is_request"),
+                Some(true),
+                "{prefix}: calls row not a request: {r:?}"
+            );
+            assert!(
+                text(r, "call_id").is_some(),
+                "{prefix}: calls row without call_id: {r:?}"
+            );
             if text(r, "method").as_deref() == Some("tools/call") {
-                assert_eq!(text(r, "tool_name"), text(r, "target"), "{prefix}: tool_name vs target: {r:?}");
+                assert_eq!(
+                    text(r, "tool_name"),
+                    text(r, "target"),
+                    "{prefix}: tool_name vs target: {r:?}"
+                );
             }
         }
         // Every call of the official SDK and of FastMCP has a SERVER span: the view keeps that side.
         if *prefix != "v1-traceloop-stdio" {
             for r in &rows {
-                assert_eq!(text(r, "side").as_deref(), Some("server"), "{prefix}: calls row not from the server side: {r:?}");
+                assert_eq!(
+                    text(r, "side").as_deref(),
+                    Some("server"),
+                    "{prefix}: calls row not from the server side: {r:?}"
+                );
             }
         }
         // The official SDK's server reports charge_customer's JSON-RPC error -32000.
         if prefix.starts_with("v2-") {
-            let charge: Vec<_> =
-                rows.iter().filter(|r| text(r, "target").as_deref() == Some("charge_customer")).collect();
+            let charge: Vec<_> = rows
+                .iter()
+                .filter(|r| text(r, "target").as_deref() == Some("charge_customer"))
+                .collect();
             assert_eq!(charge.len(), 1, "{prefix}: {rows:#?}");
-            assert_eq!(support::int(charge[0], "jsonrpc_code"), Some(-32000), "{prefix}: {:?}", charge[0]);
+            assert_eq!(
+                support::int(charge[0], "jsonrpc_code"),
+                Some(-32000),
+                "{prefix}: {:?}",
+                charge[0]
+            );
         }
         if *prefix == "fastmcp4-http" {
             // FastMCP sets enduser.id to the OAuth client id: an app, not a person.
             for r in &rows {
-                assert_eq!(text(r, "principal").as_deref(), Some("claude-desktop"), "{r:?}");
-                assert_eq!(text(r, "principal_kind").as_deref(), Some("service_account"), "{r:?}");
-                assert_eq!(text(r, "principal_reason").as_deref(), Some("client_id_pattern:claude-desktop"), "{r:?}");
+                assert_eq!(
+                    text(r, "principal").as_deref(),
+                    Some("claude-desktop"),
+                    "{r:?}"
+                );
+                assert_eq!(
+                    text(r, "principal_kind").as_deref(),
+                    Some("service_account"),
+                    "{r:?}"
+                );
+                assert_eq!(
+                    text(r, "principal_reason").as_deref(),
+                    Some("client_id_pattern:claude-desktop"),
+                    "{r:?}"
+                );
             }
             let list = in_list(&traces);
             let server_rows = server.count(&format!(
@@ -231,8 +292,14 @@ fn check_calls(server: &Server, enc: Encoding) -> Vec<Vec<support::Row>> {
                  AND principal = 'claude-desktop' AND principal_kind = 'service_account' \
                  AND principal_reason = 'client_id_pattern:claude-desktop'"
             ));
-            assert!(server_rows >= expected.len() as i64, "fastmcp4-http: only {server_rows} server rows");
-            assert_eq!(attributed, server_rows, "fastmcp4-http: every server row is the client id claude-desktop");
+            assert!(
+                server_rows >= expected.len() as i64,
+                "fastmcp4-http: only {server_rows} server rows"
+            );
+            assert_eq!(
+                attributed, server_rows,
+                "fastmcp4-http: every server row is the client id claude-desktop"
+            );
         }
         all.push(rows);
     }
@@ -246,7 +313,13 @@ fn total_calls_sql(enc: Encoding) -> (String, i64) {
         traces.extend(producer_traces(prefix, enc));
         n += expected.len() as i64;
     }
-    (format!("SELECT count(*) AS n FROM calls WHERE trace_id IN ({})", in_list(&traces)), n)
+    (
+        format!(
+            "SELECT count(*) AS n FROM calls WHERE trace_id IN ({})",
+            in_list(&traces)
+        ),
+        n,
+    )
 }
 
 async fn replay(enc: Encoding) {
@@ -266,10 +339,18 @@ async fn replay(enc: Encoding) {
     let second = check_calls(&server, enc);
     let strip = |runs: &Vec<Vec<support::Row>>| {
         runs.iter()
-            .map(|rows| rows.iter().map(|r| (text(r, "call_id"), text(r, "trace_id"), text(r, "outcome"))).collect::<Vec<_>>())
+            .map(|rows| {
+                rows.iter()
+                    .map(|r| (text(r, "call_id"), text(r, "trace_id"), text(r, "outcome")))
+                    .collect::<Vec<_>>()
+            })
             .collect::<Vec<_>>()
     };
-    assert_eq!(strip(&first), strip(&second), "posting the same payloads twice changed the calls view");
+    assert_eq!(
+        strip(&first),
+        strip(&second),
+        "posting the same payloads twice changed the calls view"
+    );
     assert_eq!(server.count(&sql), total, "calls after the replay");
 }
 

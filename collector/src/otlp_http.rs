@@ -18,7 +18,7 @@ use axum::routing::post;
 use bytes::Bytes;
 use calltrail_schemas::IngestContext;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -220,31 +220,22 @@ async fn handle(st: &HttpState, req: Request) -> Result<(Encoding, IngestReport)
     ) {
         return Err(HttpError::UnsupportedEncoding(compression));
     }
-    let too_large = HttpError::TooLarge {
-        limit: st.max_body,
-        encoding,
-    };
     let declared = header_str(headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > st.max_body as u64) {
-        return Err(too_large);
+    if declared.is_some_and(|n| n > st.max_body.saturating_mul(DRAIN_FACTOR) as u64) {
+        return Err(HttpError::TooLarge {
+            limit: st.max_body,
+            encoding,
+        });
     }
-    let raw = Limited::new(req.into_body(), st.max_body)
-        .collect()
+    let raw = read_body(req.into_body(), st.max_body)
         .await
-        .map_err(|e| {
-            if e.is::<LengthLimitError>() {
-                HttpError::TooLarge {
-                    limit: st.max_body,
-                    encoding,
-                }
-            } else {
-                HttpError::Body {
-                    detail: e.to_string(),
-                    encoding,
-                }
-            }
+        .map_err(|e| match e {
+            BodyError::TooLarge => HttpError::TooLarge {
+                limit: st.max_body,
+                encoding,
+            },
+            BodyError::Read(detail) => HttpError::Body { detail, encoding },
         })?;
-    let raw = raw.to_bytes();
     let body = decompress(&compression, raw, st.max_body, encoding)?;
     let request = match encoding {
         Encoding::Protobuf => {
@@ -264,6 +255,42 @@ async fn handle(st: &HttpState, req: Request) -> Result<(Encoding, IngestReport)
         .map_err(|source| HttpError::Ingest { source, encoding })?;
     Ok((encoding, report))
 }
+
+enum BodyError {
+    TooLarge,
+    Read(String),
+}
+
+/// Reads the body up to `limit` bytes. Past the limit, the rest is read and discarded up to
+/// [`DRAIN_FACTOR`] × `limit` so the client receives the 413 instead of a connection reset
+/// (which exporters retry forever); a larger body is abandoned.
+async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > limit {
+            if seen > limit.saturating_mul(DRAIN_FACTOR) {
+                return Err(BodyError::TooLarge);
+            }
+            buf.clear();
+            continue;
+        }
+        buf.extend_from_slice(&data);
+    }
+    if seen > limit {
+        Err(BodyError::TooLarge)
+    } else {
+        Ok(buf.freeze())
+    }
+}
+
+/// How far past the limit an oversized body is still read (and discarded).
+const DRAIN_FACTOR: usize = 4;
 
 /// Decompresses with a hard cap, so a small gzip bomb cannot inflate past the body limit.
 fn decompress(

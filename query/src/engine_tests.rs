@@ -176,3 +176,110 @@ async fn row_cap_is_an_error_not_a_silent_cut() {
         3
     );
 }
+
+mod synthetic {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, span::SpanKind};
+
+    use super::*;
+
+    fn kv(k: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue(v.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn span(id: u8, parent: Option<u8>, kind: SpanKind, attrs: &[(&str, &str)]) -> Span {
+        let mut attributes = vec![
+            kv("mcp.method.name", "tools/call"),
+            kv("gen_ai.tool.name", "get_x"),
+        ];
+        attributes.extend(attrs.iter().map(|(k, v)| kv(k, v)));
+        Span {
+            trace_id: vec![7; 16],
+            span_id: vec![id; 8],
+            parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
+            name: "tools/call get_x".into(),
+            kind: kind as i32,
+            start_time_unix_nano: 1_795_000_000_000_000_000 + u64::from(id),
+            end_time_unix_nano: 1_795_000_000_000_000_100 + u64::from(id),
+            attributes,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn sibling_servers_are_separate_calls_and_the_gateway_human_wins() {
+        // Span 1 is an agent span that is not exported here (not MCP). Spans 2 and 3 are
+        // server spans under it: two calls. Span 4 is a gateway client span naming alice; span 5
+        // is its server span, which only saw the OAuth client id.
+        let spans = vec![
+            span(2, Some(1), SpanKind::Server, &[("jsonrpc.request.id", "1")]),
+            span(3, Some(1), SpanKind::Server, &[("jsonrpc.request.id", "2")]),
+            span(
+                4,
+                Some(1),
+                SpanKind::Client,
+                &[("user.id", "alice@example.com"), ("team.id", "payments")],
+            ),
+            span(
+                5,
+                Some(4),
+                SpanKind::Server,
+                &[("enduser.id", "claude-desktop")],
+            ),
+        ];
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let w = StoreWriter::spawn(
+            StoreConfig::default(),
+            Arc::new(Layout::new(dir.path(), "t")),
+        )
+        .unwrap();
+        let ctx = IngestContext {
+            observed_time_ns: 1_800_000_000_000_000_000,
+            protocol: "test",
+            peer: None,
+            source: None,
+        };
+        let m = map_request(&req, &ctx, &Attributor::default());
+        w.handle()
+            .try_submit(WriteBatch {
+                tool_calls: m.tool_calls,
+                llm_calls: m.llm_calls,
+            })
+            .unwrap();
+        w.shutdown().await;
+
+        let e = Engine::open(dir.path(), QueryLimits::default())
+            .await
+            .unwrap();
+        let b = e
+            .query("SELECT span_id, side, coalesce(principal, '-') AS principal, principal_kind, coalesce(team, '-') AS team FROM calls ORDER BY span_id")
+            .await
+            .unwrap();
+        assert_eq!(
+            strings(&b, "span_id"),
+            ["0202020202020202", "0303030303030303", "0505050505050505"]
+        );
+        assert_eq!(strings(&b, "side"), ["server", "server", "server"]);
+        assert_eq!(strings(&b, "principal"), ["-", "-", "alice@example.com"]);
+        assert_eq!(
+            strings(&b, "principal_kind"),
+            ["unattributed", "unattributed", "human"]
+        );
+        assert_eq!(strings(&b, "team"), ["-", "-", "payments"]);
+    }
+}

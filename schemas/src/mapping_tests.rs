@@ -43,21 +43,31 @@ fn producer(prefix: &str) -> Vec<ToolCall> {
     all
 }
 
-/// What the `calls` view does: one row per (trace, call id), the server record preferred.
+/// What the `calls` view does: every server request is a call; client records fold into the
+/// server record sharing their (trace, call id), else count once per (trace, call id).
 fn calls(records: &[ToolCall]) -> Vec<&ToolCall> {
-    let mut best: BTreeMap<(String, String), &ToolCall> = BTreeMap::new();
-    for r in records.iter().filter(|r| r.is_request) {
-        let key = (r.trace_id.clone(), r.call_id.clone());
-        let rank = |c: &ToolCall| (c.side != Side::Server, c.target().is_none());
-        best.entry(key)
+    let key = |r: &ToolCall| (r.trace_id.clone(), r.call_id.clone());
+    let servers: Vec<&ToolCall> = records
+        .iter()
+        .filter(|r| r.is_request && r.side == Side::Server)
+        .collect();
+    let paired: std::collections::BTreeSet<(String, String)> =
+        servers.iter().map(|r| key(r)).collect();
+    let mut clients: BTreeMap<(String, String), &ToolCall> = BTreeMap::new();
+    for r in records
+        .iter()
+        .filter(|r| r.is_request && r.side == Side::Client && !paired.contains(&key(r)))
+    {
+        clients
+            .entry(key(r))
             .and_modify(|b| {
-                if rank(r) < rank(b) {
+                if b.target().is_none() {
                     *b = r
                 }
             })
             .or_insert(r);
     }
-    let mut v: Vec<&ToolCall> = best.into_values().collect();
+    let mut v: Vec<&ToolCall> = servers.into_iter().chain(clients.into_values()).collect();
     v.sort_by_key(|c| c.start_time_ns);
     v
 }

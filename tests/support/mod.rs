@@ -15,9 +15,11 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{
+    ResourceSpans, ScopeSpans, Span, Status, span, status,
+};
 use serde_json::{Map, Value};
 
 /// Path of the binary under test.
@@ -51,7 +53,10 @@ impl Server {
     }
 
     fn launch(toml: Option<&str>) -> Server {
-        let dir = tempfile::Builder::new().prefix("calltrail-test-").tempdir().expect("create temp data dir");
+        let dir = tempfile::Builder::new()
+            .prefix("calltrail-test-")
+            .tempdir()
+            .expect("create temp data dir");
         let config = toml.map(|t| {
             let path = dir.path().join("calltrail.toml");
             std::fs::write(&path, t).expect("write config");
@@ -100,8 +105,12 @@ impl Server {
         if let Some(config) = &self.config {
             cmd.arg("--config").arg(config);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::from(log));
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {BIN}: {e}"));
         self.child = Some(child);
 
         let deadline = Instant::now() + READY_TIMEOUT;
@@ -112,7 +121,11 @@ impl Server {
                     self.grpc = parse_addr(&ready, "grpc");
                     self.http = parse_addr(&ready, "http");
                     assert_eq!(
-                        ready.get("data_dir").and_then(Value::as_str).map(PathBuf::from).map(|p| p.canonicalize().unwrap_or(p)),
+                        ready
+                            .get("data_dir")
+                            .and_then(Value::as_str)
+                            .map(PathBuf::from)
+                            .map(|p| p.canonicalize().unwrap_or(p)),
                         Some(self.dir.path().canonicalize().unwrap()),
                         "ready file names another data dir: {text}"
                     );
@@ -121,7 +134,10 @@ impl Server {
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().expect("try_wait") {
                 self.child = None;
-                panic!("calltrail serve exited before it was ready ({status}); stderr:\n{}", self.log());
+                panic!(
+                    "calltrail serve exited before it was ready ({status}); stderr:\n{}",
+                    self.log()
+                );
             }
             if Instant::now() > deadline {
                 panic!(
@@ -206,7 +222,10 @@ impl Server {
     pub fn stop(&mut self) {
         let mut child = self.child.take().expect("server not running");
         let pid = child.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        let status = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
         assert!(status.success(), "kill -TERM {pid} failed");
         let deadline = Instant::now() + STOP_TIMEOUT;
         let status = loop {
@@ -216,16 +235,22 @@ impl Server {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("calltrail serve did not exit within {STOP_TIMEOUT:?} of SIGTERM; stderr:\n{}", self.log());
+                panic!(
+                    "calltrail serve did not exit within {STOP_TIMEOUT:?} of SIGTERM; stderr:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         };
         assert_exit_ok(status, &self.log());
     }
 
-    /// Stops the server (cleanly) and starts it again on the same data dir and config.
+    /// Starts the server again on the same data dir and config, stopping it (cleanly) first
+    /// when it runs.
     pub fn restart(&mut self) {
-        self.stop();
+        if self.child.is_some() {
+            self.stop();
+        }
         self.spawn();
     }
 
@@ -262,9 +287,17 @@ impl Drop for Server {
 }
 
 fn parse_addr(ready: &Value, key: &str) -> SocketAddr {
-    let text = ready.get(key).and_then(Value::as_str).unwrap_or_else(|| panic!("ready file lacks \"{key}\": {ready}"));
-    let addr: SocketAddr = text.parse().unwrap_or_else(|e| panic!("ready file \"{key}\" = {text:?}: {e}"));
-    assert!(addr.ip().is_loopback(), "{key} listener is not on loopback: {addr}");
+    let text = ready
+        .get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("ready file lacks \"{key}\": {ready}"));
+    let addr: SocketAddr = text
+        .parse()
+        .unwrap_or_else(|e| panic!("ready file \"{key}\" = {text:?}: {e}"));
+    assert!(
+        addr.ip().is_loopback(),
+        "{key} listener is not on loopback: {addr}"
+    );
     assert_ne!(addr.port(), 0, "{key} listener port is 0 in the ready file");
     addr
 }
@@ -272,7 +305,10 @@ fn parse_addr(ready: &Value, key: &str) -> SocketAddr {
 /// Runs `calltrail query --data-dir DIR --format json SQL`.
 pub fn query_dir(dir: &Path, sql: &str) -> Result<Vec<Row>, String> {
     let mut cmd = Command::new(BIN);
-    cmd.arg("query").arg("--data-dir").arg(dir).args(["--format", "json", sql]);
+    cmd.arg("query")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--format", "json", sql]);
     let out = run(cmd, QUERY_TIMEOUT);
     if !out.status.success() {
         return Err(format!(
@@ -287,7 +323,9 @@ pub fn query_dir(dir: &Path, sql: &str) -> Result<Vec<Row>, String> {
     let value: Value = serde_json::from_str(text)
         .map_err(|e| format!("calltrail query output is not JSON ({e}) for `{sql}`:\n{text}"))?;
     let Value::Array(items) = value else {
-        return Err(format!("calltrail query output is not a JSON array for `{sql}`:\n{text}"));
+        return Err(format!(
+            "calltrail query output is not a JSON array for `{sql}`:\n{text}"
+        ));
     };
     items
         .into_iter()
@@ -304,7 +342,10 @@ fn count_of(rows: &[Row], sql: &str) -> Result<i64, String> {
             .get("n")
             .and_then(as_i64)
             .ok_or_else(|| format!("`{sql}` returned no integer column n: {row:?}")),
-        _ => Err(format!("`{sql}` returned {} rows, expected 1: {rows:?}", rows.len())),
+        _ => Err(format!(
+            "`{sql}` returned {} rows, expected 1: {rows:?}",
+            rows.len()
+        )),
     }
 }
 
@@ -349,9 +390,13 @@ pub struct Output {
 
 /// Runs `cmd` to completion with piped output; kills it and panics after `timeout`.
 pub fn run(mut cmd: Command, timeout: Duration) -> Output {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let shown = format!("{cmd:?}");
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
     let out_reader = std::thread::spawn(move || {
@@ -374,17 +419,25 @@ pub fn run(mut cmd: Command, timeout: Duration) -> Output {
             let _ = child.wait();
             let stdout = out_reader.join().unwrap_or_default();
             let stderr = err_reader.join().unwrap_or_default();
-            panic!("{shown} did not finish within {timeout:?}\nstdout:\n{stdout}\nstderr:\n{stderr}");
+            panic!(
+                "{shown} did not finish within {timeout:?}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    Output { status, stdout: out_reader.join().unwrap_or_default(), stderr: err_reader.join().unwrap_or_default() }
+    Output {
+        status,
+        stdout: out_reader.join().unwrap_or_default(),
+        stderr: err_reader.join().unwrap_or_default(),
+    }
 }
 
 /// The test venv's interpreter (`CALLTRAIL_TEST_PYTHON`, set by `scripts/test`).
 pub fn python() -> PathBuf {
     let Some(path) = std::env::var_os("CALLTRAIL_TEST_PYTHON") else {
-        panic!("CALLTRAIL_TEST_PYTHON is not set: run the tests with scripts/test, which creates the Python venv");
+        panic!(
+            "CALLTRAIL_TEST_PYTHON is not set: run the tests with scripts/test, which creates the Python venv"
+        );
     };
     let path = PathBuf::from(path);
     assert!(
@@ -425,21 +478,29 @@ print(duckdb.connect().execute(sql, [glob]).fetchone()[0])
         out.status,
         out.stderr
     );
-    out.stdout.trim().parse().unwrap_or_else(|e| panic!("duckdb printed {:?}: {e}", out.stdout))
+    out.stdout
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("duckdb printed {:?}: {e}", out.stdout))
 }
 
 // ----- OTLP protobuf builders, for requests the tests craft themselves -----
 
 /// Nanoseconds since the Unix epoch, now.
 pub fn now_ns() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
 }
 
 /// A string attribute.
 pub fn kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.to_string(),
-        value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.to_string())) }),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.to_string())),
+        }),
         ..Default::default()
     }
 }
@@ -448,7 +509,9 @@ pub fn kv(key: &str, value: &str) -> KeyValue {
 pub fn kv_int(key: &str, value: i64) -> KeyValue {
     KeyValue {
         key: key.to_string(),
-        value: Some(AnyValue { value: Some(any_value::Value::IntValue(value)) }),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::IntValue(value)),
+        }),
         ..Default::default()
     }
 }
@@ -484,7 +547,10 @@ pub fn server_tool_span(trace: Vec<u8>, span: Vec<u8>, tool: &str, request_id: &
             kv("jsonrpc.request.id", request_id),
             kv("mcp.protocol.version", "2025-11-25"),
         ],
-        status: Some(Status { code: status::StatusCode::Unset as i32, ..Default::default() }),
+        status: Some(Status {
+            code: status::StatusCode::Unset as i32,
+            ..Default::default()
+        }),
         ..Default::default()
     }
 }
@@ -493,9 +559,15 @@ pub fn server_tool_span(trace: Vec<u8>, span: Vec<u8>, tool: &str, request_id: &
 pub fn request(service: &str, spans: Vec<Span>) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(Resource { attributes: vec![kv("service.name", service)], ..Default::default() }),
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", service)],
+                ..Default::default()
+            }),
             scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope { name: "calltrail-tests".into(), ..Default::default() }),
+                scope: Some(InstrumentationScope {
+                    name: "calltrail-tests".into(),
+                    ..Default::default()
+                }),
                 spans,
                 ..Default::default()
             }],
