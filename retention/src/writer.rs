@@ -157,6 +157,19 @@ async fn run(
     let interval = Duration::from_millis(config.flush_interval_ms);
     let mut buf = Buffer::default();
     let mut oldest: Option<Instant> = None;
+    // One flush runs while the next buffer fills, so encoding never stalls the queue; a second
+    // flush waits for the first, which bounds memory to two buffers plus the queue.
+    let mut in_flight: Option<JoinHandle<()>> = None;
+    let start_flush = |buf: &mut Buffer, in_flight: &mut Option<JoinHandle<()>>| {
+        let pending = std::mem::take(buf);
+        let job = flush(
+            config.clone(),
+            Arc::clone(&layout),
+            pending,
+            Arc::clone(&stats),
+        );
+        *in_flight = Some(tokio::spawn(job));
+    };
     loop {
         let deadline = oldest.map(|t| t + interval);
         tokio::select! {
@@ -165,32 +178,38 @@ async fn run(
                 rx.close();
                 while let Some(b) = rx.recv().await {
                     push(&mut buf, b);
-                    if buf.len() >= config.flush_max_rows {
-                        flush(&config, &layout, &mut buf, &stats).await;
-                    }
                 }
-                flush(&config, &layout, &mut buf, &stats).await;
-                return;
+                break;
             }
             msg = rx.recv() => match msg {
                 Some(b) => {
                     push(&mut buf, b);
                     oldest.get_or_insert_with(Instant::now);
                     if buf.len() >= config.flush_max_rows {
-                        flush(&config, &layout, &mut buf, &stats).await;
+                        wait(in_flight.take()).await;
+                        start_flush(&mut buf, &mut in_flight);
                         oldest = None;
                     }
                 }
-                None => {
-                    flush(&config, &layout, &mut buf, &stats).await;
-                    return;
-                }
+                None => break,
             },
             _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                flush(&config, &layout, &mut buf, &stats).await;
+                wait(in_flight.take()).await;
+                start_flush(&mut buf, &mut in_flight);
                 oldest = None;
             }
         }
+    }
+    wait(in_flight.take()).await;
+    start_flush(&mut buf, &mut in_flight);
+    wait(in_flight.take()).await;
+}
+
+async fn wait(job: Option<JoinHandle<()>>) {
+    if let Some(job) = job
+        && let Err(e) = job.await
+    {
+        tracing::error!(error = %e, "A Parquet flush task failed.");
     }
 }
 
@@ -202,18 +221,14 @@ fn push(buf: &mut Buffer, b: WriteBatch) {
 /// Writes the buffer, retrying with capped backoff until it succeeds. Partitions already
 /// written are not written again.
 async fn flush(
-    config: &StoreConfig,
-    layout: &Arc<Layout>,
-    buf: &mut Buffer,
-    stats: &Arc<StoreStats>,
+    config: StoreConfig,
+    layout: Arc<Layout>,
+    mut pending: Buffer,
+    stats: Arc<StoreStats>,
 ) {
-    if buf.len() == 0 {
-        return;
-    }
-    let mut pending = std::mem::take(buf);
     let mut backoff = Duration::from_millis(100);
-    loop {
-        let (cfg, lay, st) = (config.clone(), Arc::clone(layout), Arc::clone(stats));
+    while pending.len() > 0 {
+        let (cfg, lay, st) = (config.clone(), Arc::clone(&layout), Arc::clone(&stats));
         let outcome =
             tokio::task::spawn_blocking(move || write_buffer(&cfg, &lay, pending, &st)).await;
         match outcome {
