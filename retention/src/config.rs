@@ -12,10 +12,10 @@ pub struct StoreConfig {
     /// many milliseconds of arriving. Default 1000.
     pub flush_interval_ms: u64,
     /// Flush as soon as this many records are buffered. Bounds memory and file size.
-    /// Default 131072.
+    /// Default 65536.
     pub flush_max_rows: usize,
     /// Requests that may wait for the writer; when full, receivers answer with a retryable
-    /// error instead of buffering more. Default 512.
+    /// error instead of buffering more. Default 256.
     pub queue_capacity: usize,
     /// Zstandard level of Parquet pages (1 = fastest). Default 1.
     pub zstd_level: i32,

@@ -272,6 +272,9 @@ impl Directory {
 
     /// The entry of a principal, if listed.
     pub fn get(&self, principal: &str) -> Option<&DirectoryEntry> {
+        if self.entries.is_empty() {
+            return None;
+        }
         self.entries.get(&principal.to_lowercase())
     }
 

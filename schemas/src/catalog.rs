@@ -173,6 +173,10 @@ fn first_word(name: &str) -> String {
     let mut cur = String::new();
     let mut prev_lower = false;
     for c in name.chars() {
+        // Only the first two words matter; stop before allocating more.
+        if words.len() >= 2 {
+            break;
+        }
         if c == '_' || c == '-' || c == '.' || c == '/' || c == ':' || c == ' ' {
             if !cur.is_empty() {
                 words.push(std::mem::take(&mut cur));
@@ -187,7 +191,7 @@ fn first_word(name: &str) -> String {
             cur.extend(c.to_lowercase());
         }
     }
-    if !cur.is_empty() {
+    if !cur.is_empty() && words.len() < 2 {
         words.push(cur);
     }
     let known = |w: &str| {

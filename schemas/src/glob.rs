@@ -1,17 +1,17 @@
-//! Case-insensitive glob matching with `*` (any run) and `?` (one character), used by the tool
+//! Glob matching with `*` (any run) and `?` (one byte), ASCII case-insensitive, used by the tool
 //! catalog and the service-account / client-id patterns.
 
 /// A compiled pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Glob {
-    pattern: Vec<char>,
+    pattern: Vec<u8>,
     source: String,
 }
 
 impl Glob {
     pub(crate) fn new(pattern: &str) -> Self {
         Self {
-            pattern: pattern.to_lowercase().chars().collect(),
+            pattern: pattern.to_ascii_lowercase().into_bytes(),
             source: pattern.to_string(),
         }
     }
@@ -21,18 +21,18 @@ impl Glob {
         &self.source
     }
 
-    /// Iterative matcher with single-star backtracking: linear in practice, no recursion, so a
-    /// hostile pattern cannot blow the stack.
+    /// Iterative matcher with single-star backtracking: linear in practice, no recursion and no
+    /// allocation (it runs for every record). Case folding is ASCII-only; `?` matches one byte.
     pub(crate) fn matches(&self, text: &str) -> bool {
-        let t: Vec<char> = text.to_lowercase().chars().collect();
+        let t = text.as_bytes();
         let p = &self.pattern;
         let (mut ti, mut pi) = (0usize, 0usize);
         let mut star: Option<(usize, usize)> = None;
         while ti < t.len() {
-            if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            if pi < p.len() && (p[pi] == b'?' || p[pi] == t[ti].to_ascii_lowercase()) {
                 ti += 1;
                 pi += 1;
-            } else if pi < p.len() && p[pi] == '*' {
+            } else if pi < p.len() && p[pi] == b'*' {
                 star = Some((pi, ti));
                 pi += 1;
             } else if let Some((sp, st)) = star {
@@ -43,7 +43,7 @@ impl Glob {
                 return false;
             }
         }
-        p[pi..].iter().all(|&c| c == '*')
+        p[pi..].iter().all(|&c| c == b'*')
     }
 }
 
