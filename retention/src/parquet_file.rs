@@ -17,15 +17,29 @@ use parquet::schema::types::ColumnPath;
 
 use crate::{Error, Result, io_err};
 
-/// Writer properties for a table's files: zstd, dictionaries, page statistics (for pruning),
-/// sorted by the column at `sort_column`, and Calltrail's metadata in the footer.
+/// Columns whose values are (nearly) all distinct: dictionary encoding only costs CPU there.
+const UNIQUE_COLUMNS: &[&str] = &[
+    "event_id",
+    "trace_id",
+    "span_id",
+    "parent_span_id",
+    "call_id",
+];
+
+/// Writer properties for a table's files: zstd, dictionaries (except on id columns), page
+/// statistics (for pruning), sorted by the column at `sort_column`, and Calltrail's metadata in
+/// the footer.
 pub fn writer_properties(
     zstd_level: i32,
     sort_column: usize,
     metadata: Vec<(String, String)>,
 ) -> Result<WriterProperties> {
     let level = ZstdLevel::try_new(zstd_level)?;
-    Ok(WriterProperties::builder()
+    let mut builder = WriterProperties::builder();
+    for c in UNIQUE_COLUMNS {
+        builder = builder.set_column_dictionary_enabled(ColumnPath::from(*c), false);
+    }
+    Ok(builder
         .set_compression(Compression::ZSTD(level))
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_sorting_columns(Some(vec![SortingColumn {

@@ -250,13 +250,15 @@ async fn flush(
     }
 }
 
-fn by_partition<T>(rows: Vec<T>, time: impl Fn(&T) -> i64) -> BTreeMap<Partition, Vec<T>> {
-    let mut map: BTreeMap<Partition, Vec<T>> = BTreeMap::new();
-    for r in rows {
-        map.entry(Partition::of(time(&r))).or_default().push(r);
+/// Row indices per partition, each sorted by time. Records are about a kilobyte: sorting and
+/// grouping indices instead of the records saves moving them around.
+fn by_partition<T>(rows: &[T], time: impl Fn(&T) -> i64) -> BTreeMap<Partition, Vec<usize>> {
+    let mut map: BTreeMap<Partition, Vec<usize>> = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        map.entry(Partition::of(time(r))).or_default().push(i);
     }
-    for rows in map.values_mut() {
-        rows.sort_by_key(|r| time(r));
+    for idx in map.values_mut() {
+        idx.sort_by_key(|&i| time(&rows[i]));
     }
     map
 }
@@ -277,31 +279,41 @@ fn start_time_index(schema: &arrow::datatypes::Schema) -> usize {
     schema.index_of("start_time").unwrap_or(0)
 }
 
-/// Writes each partition of one table to its own file, removing written partitions from `parts`
-/// so a retry after a failure does not write them twice.
+/// Writes each partition of one table to its own file. On failure, returns the error and the
+/// partitions already written, so a retry does not write them twice.
 fn write_table<T>(
     config: &StoreConfig,
     layout: &Layout,
     table: &str,
-    parts: &mut BTreeMap<Partition, Vec<T>>,
-    build: fn(&[T]) -> Result<RecordBatch, arrow::error::ArrowError>,
+    rows: &[T],
+    time: fn(&T) -> i64,
+    build: fn(&[&T]) -> Result<RecordBatch, arrow::error::ArrowError>,
     stats: &StoreStats,
-) -> Result<()> {
-    while let Some((&p, rows)) = parts.first_key_value() {
-        let batch = build(rows)?;
-        let props = writer_properties(
-            config.zstd_level,
-            start_time_index(&batch.schema()),
-            metadata(table),
-        )?;
-        let bytes = write_atomic(
-            &layout.partition_dir(table, p),
-            &layout.next_file_name(now_ms()),
-            &batch,
-            props,
-        )?;
-        account(stats, rows.len(), bytes);
-        parts.remove(&p);
+) -> Result<(), (Error, Vec<Partition>)> {
+    let mut written = Vec::new();
+    for (p, idx) in by_partition(rows, time) {
+        let one = || -> Result<u64> {
+            let sorted: Vec<&T> = idx.iter().map(|&i| &rows[i]).collect();
+            let batch = build(&sorted)?;
+            let props = writer_properties(
+                config.zstd_level,
+                start_time_index(&batch.schema()),
+                metadata(table),
+            )?;
+            write_atomic(
+                &layout.partition_dir(table, p),
+                &layout.next_file_name(now_ms()),
+                &batch,
+                props,
+            )
+        };
+        match one() {
+            Ok(bytes) => {
+                account(stats, idx.len(), bytes);
+                written.push(p);
+            }
+            Err(e) => return Err((e, written)),
+        }
     }
     Ok(())
 }
@@ -309,36 +321,39 @@ fn write_table<T>(
 fn write_buffer(
     config: &StoreConfig,
     layout: &Layout,
-    buf: Buffer,
+    mut buf: Buffer,
     stats: &StoreStats,
 ) -> Result<(), (Error, Buffer)> {
-    let mut tools = by_partition(buf.tool_calls, |r| r.start_time_ns);
-    let mut llms = by_partition(buf.llm_calls, |r| r.start_time_ns);
-    let written = write_table(
+    let tool_time: fn(&ToolCall) -> i64 = |r| r.start_time_ns;
+    let llm_time: fn(&LlmCall) -> i64 = |r| r.start_time_ns;
+    if let Err((e, done)) = write_table(
         config,
         layout,
         TOOL_CALLS,
-        &mut tools,
+        &buf.tool_calls,
+        tool_time,
         arrow_schema::tool_calls_batch,
         stats,
-    )
-    .and_then(|()| {
-        write_table(
-            config,
-            layout,
-            LLM_CALLS,
-            &mut llms,
-            arrow_schema::llm_calls_batch,
-            stats,
-        )
-    });
-    written.map_err(|e| {
-        let rest = Buffer {
-            tool_calls: tools.into_values().flatten().collect(),
-            llm_calls: llms.into_values().flatten().collect(),
-        };
-        (e, rest)
-    })
+    ) {
+        buf.tool_calls
+            .retain(|r| !done.contains(&Partition::of(r.start_time_ns)));
+        return Err((e, buf));
+    }
+    buf.tool_calls.clear();
+    if let Err((e, done)) = write_table(
+        config,
+        layout,
+        LLM_CALLS,
+        &buf.llm_calls,
+        llm_time,
+        arrow_schema::llm_calls_batch,
+        stats,
+    ) {
+        buf.llm_calls
+            .retain(|r| !done.contains(&Partition::of(r.start_time_ns)));
+        return Err((e, buf));
+    }
+    Ok(())
 }
 
 fn account(stats: &StoreStats, rows: usize, bytes: u64) {

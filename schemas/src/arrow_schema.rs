@@ -320,7 +320,7 @@ fn append_payload(
 }
 
 /// Builds a `tool_calls` `RecordBatch` from records, in the order given.
-pub fn tool_calls_batch(rows: &[ToolCall]) -> Result<RecordBatch, ArrowError> {
+pub fn tool_calls_batch(rows: &[&ToolCall]) -> Result<RecordBatch, ArrowError> {
     let n = rows.len();
     let mut version = UInt16Builder::with_capacity(n);
     let mut event_id = StringBuilder::with_capacity(n, n * 24);
@@ -461,7 +461,7 @@ pub fn tool_calls_batch(rows: &[ToolCall]) -> Result<RecordBatch, ArrowError> {
 }
 
 /// Builds an `llm_calls` `RecordBatch` from records, in the order given.
-pub fn llm_calls_batch(rows: &[LlmCall]) -> Result<RecordBatch, ArrowError> {
+pub fn llm_calls_batch(rows: &[&LlmCall]) -> Result<RecordBatch, ArrowError> {
     let n = rows.len();
     let mut version = UInt16Builder::with_capacity(n);
     let mut event_id = StringBuilder::new();
