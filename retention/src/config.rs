@@ -12,10 +12,10 @@ pub struct StoreConfig {
     /// many milliseconds of arriving. Default 1000.
     pub flush_interval_ms: u64,
     /// Flush as soon as this many records are buffered. Bounds memory and file size.
-    /// Default 65536.
+    /// Default 32768.
     pub flush_max_rows: usize,
     /// Requests that may wait for the writer; when full, receivers answer with a retryable
-    /// error instead of buffering more. Default 256.
+    /// error instead of buffering more. Default 128.
     pub queue_capacity: usize,
     /// Zstandard level of Parquet pages (1 = fastest). Default 1.
     pub zstd_level: i32,
@@ -25,8 +25,8 @@ impl Default for StoreConfig {
     fn default() -> Self {
         Self {
             flush_interval_ms: 1000,
-            flush_max_rows: 131_072,
-            queue_capacity: 512,
+            flush_max_rows: 32_768,
+            queue_capacity: 128,
             zstd_level: 1,
         }
     }

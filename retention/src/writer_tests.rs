@@ -49,14 +49,14 @@ fn call(i: i64, start: i64) -> ToolCall {
         client_port: None,
         server_address: None,
         server_port: None,
-        source: Source {
+        source: Arc::new(Source {
             ingest_protocol: "test",
             ..Default::default()
-        },
+        }),
         arguments: Payload::default(),
         result: Payload::default(),
         attributes: vec![("k".into(), "v".into())],
-        resource_attributes: vec![],
+        resource_attributes: Arc::default(),
     }
 }
 

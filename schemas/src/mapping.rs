@@ -12,6 +12,7 @@
 //! `ResponseStreamWriter` children) is linked to it. See `docs/specs/record.md`.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
@@ -143,7 +144,9 @@ type SpanIds = ([u8; 16], [u8; 8], Option<[u8; 8]>);
 struct Located<'a> {
     span: &'a Span,
     resource: &'a [KeyValue],
-    scope: Option<&'a InstrumentationScope>,
+    /// Shared per resource and scope: records are many, senders few.
+    source: Arc<Source>,
+    resource_rendered: Arc<Vec<(String, String)>>,
     trace: [u8; 16],
     id: [u8; 8],
     parent: Option<[u8; 8]>,
@@ -163,13 +166,16 @@ pub fn map_request(
             .resource
             .as_ref()
             .map_or(&[][..], |r| r.attributes.as_slice());
+        let resource_rendered = Arc::new(rendered(resource, |_| false));
         for (si, ss) in rs.scope_spans.iter().enumerate() {
+            let source = Arc::new(source(resource, ss.scope.as_ref(), ctx));
             for (pi, span) in ss.spans.iter().enumerate() {
                 match validate(span, ctx.observed_time_ns) {
                     Ok((trace, id, parent)) => spans.push(Located {
                         span,
                         resource,
-                        scope: ss.scope.as_ref(),
+                        source: Arc::clone(&source),
+                        resource_rendered: Arc::clone(&resource_rendered),
                         trace,
                         id,
                         parent,
@@ -463,8 +469,7 @@ fn event_id(tag: &[u8], trace: &[u8; 16], id: &[u8; 8], side: Option<Side>) -> S
     )
 }
 
-fn source(s: &Located<'_>, ctx: &IngestContext) -> Source {
-    let r = s.resource;
+fn source(r: &[KeyValue], scope: Option<&InstrumentationScope>, ctx: &IngestContext) -> Source {
     let sdk_parts: Vec<String> = [
         k::TELEMETRY_SDK_NAME,
         k::TELEMETRY_SDK_LANGUAGE,
@@ -473,7 +478,7 @@ fn source(s: &Located<'_>, ctx: &IngestContext) -> Source {
     .iter()
     .filter_map(|key| attr_string(r, key).map(|v| v.into_owned()))
     .collect();
-    let scope = s.scope.filter(|sc| !sc.name.is_empty()).map(|sc| {
+    let scope = scope.filter(|sc| !sc.name.is_empty()).map(|sc| {
         if sc.version.is_empty() {
             sc.name.clone()
         } else {
@@ -684,11 +689,11 @@ fn tool_call(
         client_port: attr_i64(attrs, k::CLIENT_PORT),
         server_address: owned(attr_string(attrs, k::SERVER_ADDRESS)),
         server_port: attr_i64(attrs, k::SERVER_PORT),
-        source: source(s, ctx),
+        source: Arc::clone(&s.source),
         arguments,
         result,
         attributes: rendered(attrs, |key| MAPPED_KEYS.contains(&key) || is_sensitive(key)),
-        resource_attributes: rendered(s.resource, |_| false),
+        resource_attributes: Arc::clone(&s.resource_rendered),
     }
 }
 
@@ -725,7 +730,7 @@ fn llm_call(s: &Located<'_>, ctx: &IngestContext, attributor: &Attributor) -> Ll
         is_error: is_status_error || error_type.is_some(),
         error_type,
         attribution: attributor.attribute(attrs, s.resource),
-        source: source(s, ctx),
+        source: Arc::clone(&s.source),
         attributes: rendered(attrs, |key| token_keys.contains(&key) || is_sensitive(key)),
     }
 }

@@ -2,6 +2,7 @@
 //! inference span. Field meanings are specified in `docs/specs/record.md`.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// Which perspective a span records: the caller's (CLIENT) or the callee's (SERVER).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -228,16 +229,16 @@ pub struct ToolCall {
     pub server_address: Option<String>,
     /// `server.port`.
     pub server_port: Option<i64>,
-    /// Who sent it.
-    pub source: Source,
+    /// Who sent it (shared by every record of one resource and scope).
+    pub source: Arc<Source>,
     /// What is kept of the tool arguments.
     pub arguments: Payload,
     /// What is kept of the tool result.
     pub result: Payload,
     /// Remaining span attributes, values rendered as text (JSON for arrays and maps).
     pub attributes: Vec<(String, String)>,
-    /// Resource attributes, values rendered as text.
-    pub resource_attributes: Vec<(String, String)>,
+    /// Resource attributes, values rendered as text (shared by every record of one resource).
+    pub resource_attributes: Arc<Vec<(String, String)>>,
 }
 
 impl ToolCall {
@@ -295,8 +296,8 @@ pub struct LlmCall {
     pub error_type: Option<String>,
     /// Who made the call.
     pub attribution: Attribution,
-    /// Who sent it.
-    pub source: Source,
+    /// Who sent it (shared by every record of one resource and scope).
+    pub source: Arc<Source>,
     /// Remaining span attributes.
     pub attributes: Vec<(String, String)>,
 }
