@@ -4,9 +4,12 @@
 //!
 //! ```text
 //! cargo bench --bench ingest -- [--seconds N] [--concurrency C] [--protocol grpc|http|both] [--batches B]
+//!                                 [--server-config FILE]
 //! ```
 //!
-//! Defaults: 10 s per protocol, 32 concurrent requests, both protocols, 400 distinct batches.
+//! Defaults: 10 s per protocol, 32 concurrent requests, both protocols, 400 distinct batches,
+//! the server's embedded default configuration (`--server-config` passes a TOML file as `-c`,
+//! e.g. to try other `[store]` settings; the data directory is always a fresh temporary one).
 //! For each protocol a fresh server is started on `127.0.0.1:0` with a temporary data directory.
 //! `B` distinct OTLP requests of ~100 MCP spans each (whole agent tasks from
 //! `calltrail::workload::Workload`, timestamps one hour ago) are protobuf-encoded once, before
@@ -56,6 +59,7 @@ struct Args {
     concurrency: usize,
     protocols: Vec<Protocol>,
     batches: usize,
+    server_config: Option<PathBuf>,
 }
 
 fn parse_args() -> Args {
@@ -64,6 +68,7 @@ fn parse_args() -> Args {
         concurrency: 32,
         protocols: vec![Protocol::Grpc, Protocol::Http],
         batches: 400,
+        server_config: None,
     };
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -72,8 +77,14 @@ fn parse_args() -> Args {
             Some((f, v)) => (f.to_string(), Some(v.to_string())),
             None => (raw[i].clone(), None),
         };
-        let known =
-            ["--seconds", "--concurrency", "--protocol", "--batches"].contains(&flag.as_str());
+        let known = [
+            "--seconds",
+            "--concurrency",
+            "--protocol",
+            "--batches",
+            "--server-config",
+        ]
+        .contains(&flag.as_str());
         if !known {
             i += 1; // `--bench` from cargo, or anything else: ignored
             continue;
@@ -91,6 +102,7 @@ fn parse_args() -> Args {
             "--seconds" => a.seconds = number(&flag, &value),
             "--concurrency" => a.concurrency = number(&flag, &value),
             "--batches" => a.batches = number(&flag, &value),
+            "--server-config" => a.server_config = Some(PathBuf::from(&value)),
             _ => {
                 a.protocols = match value.as_str() {
                     "grpc" => vec![Protocol::Grpc],
@@ -224,12 +236,16 @@ fn log_tail(log: &Path) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
-fn start_server(bin: &Path, dir: &Path) -> Server {
+fn start_server(bin: &Path, dir: &Path, config: Option<&Path>) -> Server {
     let data_dir = dir.join("data");
     let ready = dir.join("ready.json");
     let log = dir.join("server.log");
-    let child = Command::new(bin)
-        .arg("serve")
+    let mut cmd = Command::new(bin);
+    cmd.arg("serve");
+    if let Some(c) = config {
+        cmd.arg("-c").arg(c);
+    }
+    let child = cmd
         .arg("--data-dir")
         .arg(&data_dir)
         .args([
@@ -303,6 +319,21 @@ fn proc_stat(pid: &str, tck: f64) -> Option<(char, f64)> {
     Some((state, ticks / tck))
 }
 
+/// CPU seconds all processes have spent busy (not idle or waiting for I/O), from `/proc/stat`.
+fn machine_busy(tck: f64) -> f64 {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<f64> = s
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let idle = f.get(3).copied().unwrap_or(0.0) + f.get(4).copied().unwrap_or(0.0);
+    (f.iter().take(8).sum::<f64>() - idle) / tck
+}
+
 /// VmHWM in bytes from `/proc/<pid>/status` (absent once the process is a zombie).
 fn vm_hwm(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -372,129 +403,105 @@ struct Stats {
     first_error: Option<String>,
 }
 
-impl Stats {
-    fn merge(&mut self, o: Stats) {
-        self.latencies_us.extend(o.latencies_us);
-        self.requests_ok += o.requests_ok;
-        self.spans_accepted += o.spans_accepted;
-        self.spans_rejected += o.spans_rejected;
-        self.refused += o.refused;
-        self.failed += o.failed;
-        if self.first_error.is_none() {
-            self.first_error = o.first_error;
-        }
-    }
-    fn ok(&mut self, t0: Instant, spans: u64, rejected: i64) {
-        self.latencies_us
-            .push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
-        self.requests_ok += 1;
-        let rejected = rejected.clamp(0, spans as i64) as u64;
-        self.spans_accepted += spans - rejected;
-        self.spans_rejected += rejected;
-    }
-    fn fail(&mut self, e: String) {
-        self.failed += 1;
-        self.first_error.get_or_insert(e);
-    }
+/// What one request came to.
+enum Outcome {
+    /// Accepted, with `partial_success.rejected_spans`.
+    Accepted(i64),
+    /// A retryable refusal (busy).
+    Refused,
+    Failed(String),
 }
 
-async fn grpc_task(
-    channel: Channel,
+/// One load task: sends the batches round-robin from `first` until `deadline`.
+async fn load<F, Fut>(
     batches: Arc<Vec<Batch>>,
     first: usize,
     deadline: Instant,
-) -> Stats {
-    let mut client = tonic::client::Grpc::new(channel);
+    mut send: F,
+) -> Stats
+where
+    F: FnMut(Bytes) -> Fut,
+    Fut: Future<Output = Outcome>,
+{
+    let mut st = Stats::default();
+    let mut i = first;
+    while Instant::now() < deadline {
+        let b = &batches[i % batches.len()];
+        i += 1;
+        let t0 = Instant::now();
+        let outcome = tokio::time::timeout(REQUEST_TIMEOUT, send(b.bytes.clone())).await;
+        let failure = match outcome.unwrap_or_else(|_| Outcome::Failed("request timed out".into()))
+        {
+            Outcome::Accepted(rejected) => {
+                st.latencies_us
+                    .push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                st.requests_ok += 1;
+                let rejected = rejected.clamp(0, b.spans as i64) as u64;
+                st.spans_accepted += b.spans - rejected;
+                st.spans_rejected += rejected;
+                continue;
+            }
+            Outcome::Refused => None,
+            Outcome::Failed(e) => Some(e),
+        };
+        match failure {
+            None => st.refused += 1,
+            Some(e) => {
+                st.failed += 1;
+                st.first_error.get_or_insert(e);
+            }
+        }
+        tokio::time::sleep(BACKOFF).await;
+    }
+    st
+}
+
+async fn grpc_send(mut client: tonic::client::Grpc<Channel>, body: Bytes) -> Outcome {
+    if let Err(e) = client.ready().await {
+        return Outcome::Failed(format!("gRPC channel not ready: {e}"));
+    }
     let path = PathAndQuery::from_static(EXPORT_PATH);
-    let mut st = Stats::default();
-    let mut i = first;
-    while Instant::now() < deadline {
-        let b = &batches[i % batches.len()];
-        i += 1;
-        let t0 = Instant::now();
-        let call = async {
-            client
-                .ready()
-                .await
-                .map_err(|e| Status::unavailable(format!("channel not ready: {e}")))?;
-            client
-                .unary(tonic::Request::new(b.bytes.clone()), path.clone(), RawCodec)
-                .await
-        };
-        match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
-            Ok(Ok(resp)) => {
-                let rejected = resp
-                    .get_ref()
-                    .partial_success
-                    .as_ref()
-                    .map_or(0, |p| p.rejected_spans);
-                st.ok(t0, b.spans, rejected);
-            }
-            Ok(Err(s)) if matches!(s.code(), Code::Unavailable | Code::ResourceExhausted) => {
-                st.refused += 1;
-                tokio::time::sleep(BACKOFF).await;
-            }
-            Ok(Err(s)) => {
-                st.fail(format!("gRPC {:?}: {}", s.code(), s.message()));
-                tokio::time::sleep(BACKOFF).await;
-            }
-            Err(_) => st.fail("gRPC request timed out".into()),
+    match client
+        .unary(tonic::Request::new(body), path, RawCodec)
+        .await
+    {
+        Ok(r) => Outcome::Accepted(
+            r.get_ref()
+                .partial_success
+                .as_ref()
+                .map_or(0, |p| p.rejected_spans),
+        ),
+        Err(s) if matches!(s.code(), Code::Unavailable | Code::ResourceExhausted) => {
+            Outcome::Refused
         }
+        Err(s) => Outcome::Failed(format!("gRPC {:?}: {}", s.code(), s.message())),
     }
-    st
 }
 
-async fn http_task(
-    client: reqwest::Client,
-    url: Arc<str>,
-    batches: Arc<Vec<Batch>>,
-    first: usize,
-    deadline: Instant,
-) -> Stats {
-    let mut st = Stats::default();
-    let mut i = first;
-    while Instant::now() < deadline {
-        let b = &batches[i % batches.len()];
-        i += 1;
-        let t0 = Instant::now();
-        let call = async {
-            let resp = client
-                .post(&*url)
-                .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
-                .body(b.bytes.clone())
-                .send()
-                .await?;
-            let status = resp.status().as_u16();
-            Ok::<_, reqwest::Error>((status, resp.bytes().await?))
-        };
-        match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
-            Ok(Ok((200, body))) => match ExportTraceServiceResponse::decode(body) {
-                Ok(r) => st.ok(
-                    t0,
-                    b.spans,
-                    r.partial_success.map_or(0, |p| p.rejected_spans),
-                ),
-                Err(e) => st.fail(format!("HTTP 200 with an undecodable body: {e}")),
-            },
-            Ok(Ok((429 | 503, _))) => {
-                st.refused += 1;
-                tokio::time::sleep(BACKOFF).await;
-            }
-            Ok(Ok((code, body))) => {
-                st.fail(format!(
-                    "HTTP {code}: {}",
-                    String::from_utf8_lossy(&body[..body.len().min(200)])
-                ));
-                tokio::time::sleep(BACKOFF).await;
-            }
-            Ok(Err(e)) => {
-                st.fail(format!("HTTP error: {e}"));
-                tokio::time::sleep(BACKOFF).await;
-            }
-            Err(_) => st.fail("HTTP request timed out".into()),
-        }
+async fn http_send(client: reqwest::Client, url: Arc<str>, body: Bytes) -> Outcome {
+    let sent = client
+        .post(&*url)
+        .header(reqwest::header::CONTENT_TYPE, "application/x-protobuf")
+        .body(body)
+        .send()
+        .await;
+    let resp = match sent {
+        Ok(r) => r,
+        Err(e) => return Outcome::Failed(format!("HTTP error: {e}")),
+    };
+    let status = resp.status().as_u16();
+    match (status, resp.bytes().await) {
+        (200, Ok(b)) => match ExportTraceServiceResponse::decode(b) {
+            Ok(r) => Outcome::Accepted(r.partial_success.map_or(0, |p| p.rejected_spans)),
+            Err(e) => Outcome::Failed(format!("HTTP 200 with an undecodable body: {e}")),
+        },
+        (429 | 503, _) => Outcome::Refused,
+        (_, Ok(b)) => Outcome::Failed(format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&b[..b.len().min(200)])
+        )),
+        (_, Err(e)) => Outcome::Failed(format!("HTTP {status}, body unreadable: {e}")),
     }
-    st
 }
 
 async fn drive(
@@ -503,8 +510,9 @@ async fn drive(
     batches: &Arc<Vec<Batch>>,
     args: &Args,
 ) -> (Stats, Duration) {
+    let stride = batches.len() / args.concurrency + 1;
     let mut handles = Vec::with_capacity(args.concurrency);
-    let stride = batches.len() / args.concurrency.max(1) + 1;
+    let start;
     match proto {
         Protocol::Grpc => {
             let endpoint = Endpoint::from_shared(format!("http://{}", server.grpc))
@@ -512,27 +520,26 @@ async fn drive(
                 .tcp_nodelay(true)
                 .initial_stream_window_size(Some(4 << 20))
                 .initial_connection_window_size(Some(16 << 20));
-            let mut channels = Vec::new();
+            let mut clients = Vec::new();
             for _ in 0..GRPC_CHANNELS {
-                channels.push(
-                    endpoint
-                        .connect()
-                        .await
-                        .expect("cannot connect to the gRPC receiver"),
-                );
+                let channel = endpoint
+                    .connect()
+                    .await
+                    .expect("cannot connect to the gRPC receiver");
+                clients.push(tonic::client::Grpc::new(channel));
             }
-            let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
-            let start = Instant::now();
+            start = Instant::now();
+            let deadline = start + Duration::from_secs_f64(args.seconds);
             for t in 0..args.concurrency {
-                let ch = channels[t % GRPC_CHANNELS].clone();
-                handles.push(tokio::spawn(grpc_task(
-                    ch,
+                let client = clients[t % GRPC_CHANNELS].clone();
+                let send = move |body| grpc_send(client.clone(), body);
+                handles.push(tokio::spawn(load(
                     batches.clone(),
                     t * stride,
                     deadline,
+                    send,
                 )));
             }
-            (join(handles).await, start.elapsed())
         }
         Protocol::Http => {
             let client = reqwest::Client::builder()
@@ -542,28 +549,32 @@ async fn drive(
                 .build()
                 .expect("cannot build the HTTP client");
             let url: Arc<str> = format!("http://{}/v1/traces", server.http).into();
-            let deadline = Instant::now() + Duration::from_secs_f64(args.seconds);
-            let start = Instant::now();
+            start = Instant::now();
+            let deadline = start + Duration::from_secs_f64(args.seconds);
             for t in 0..args.concurrency {
-                handles.push(tokio::spawn(http_task(
-                    client.clone(),
-                    url.clone(),
+                let (client, url) = (client.clone(), url.clone());
+                let send = move |body| http_send(client.clone(), url.clone(), body);
+                handles.push(tokio::spawn(load(
                     batches.clone(),
                     t * stride,
                     deadline,
+                    send,
                 )));
             }
-            (join(handles).await, start.elapsed())
         }
     }
-}
-
-async fn join(handles: Vec<tokio::task::JoinHandle<Stats>>) -> Stats {
     let mut all = Stats::default();
     for h in handles {
-        all.merge(h.await.expect("a load task panicked"));
+        let s = h.await.expect("a load task panicked");
+        all.latencies_us.extend(s.latencies_us);
+        all.requests_ok += s.requests_ok;
+        all.spans_accepted += s.spans_accepted;
+        all.spans_rejected += s.spans_rejected;
+        all.refused += s.refused;
+        all.failed += s.failed;
+        all.first_error = all.first_error.or(s.first_error);
     }
-    all
+    (all, start.elapsed())
 }
 
 // ---- Parquet ----
@@ -618,13 +629,15 @@ fn run_protocol(
         .prefix("calltrail-bench-")
         .tempdir()
         .expect("cannot create a temp dir");
-    let mut server = start_server(bin, dir.path());
+    let mut server = start_server(bin, dir.path(), args.server_config.as_deref());
     let pid = server.pid.to_string();
     let (_, srv_cpu0) = proc_stat(&pid, tck).expect("cannot read the server's /proc stat");
     let (_, gen_cpu0) = proc_stat("self", tck).expect("cannot read /proc/self/stat");
+    let busy0 = machine_busy(tck);
     let (mut stats, elapsed) = rt.block_on(drive(proto, &server, batches, args));
     let (_, srv_cpu1) = proc_stat(&pid, tck).expect("cannot read the server's /proc stat");
     let (_, gen_cpu1) = proc_stat("self", tck).expect("cannot read /proc/self/stat");
+    let busy1 = machine_busy(tck);
     let rss_after_load = vm_hwm(server.pid).unwrap_or(0);
     let down = server.stop(tck);
 
@@ -674,8 +687,9 @@ fn run_protocol(
         rss_after_load as f64 / MIB
     );
     println!(
-        "  load generator: cpu {gen_load:.1} s ({:.2} cores)",
-        gen_load / secs
+        "  load generator: cpu {gen_load:.1} s ({:.2} cores); everything else on the machine: {:.2} cores",
+        gen_load / secs,
+        ((busy1 - busy0) - srv_load - gen_load).max(0.0) / secs
     );
     let per_span = if rows > 0 {
         bytes as f64 / rows as f64
