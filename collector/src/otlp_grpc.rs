@@ -122,6 +122,7 @@ impl UnaryService<Bytes> for Export {
         let pipeline = self.pipeline.clone();
         Box::pin(async move {
             let peer = request.remote_addr().map(|a| a.to_string());
+            let reservation = pipeline.reserve()?;
             let decoded = ExportTraceServiceRequest::decode(request.into_inner()).map_err(|e| {
                 pipeline.count_malformed();
                 Status::invalid_argument(format!("invalid OTLP protobuf: {e}"))
@@ -132,7 +133,7 @@ impl UnaryService<Bytes> for Export {
                 peer,
                 source: None,
             };
-            let report = pipeline.ingest(&decoded, &ctx)?;
+            let report = reservation.ingest(&decoded, &ctx);
             let partial_success = (report.rejected_spans > 0).then(|| ExportTracePartialSuccess {
                 rejected_spans: report.rejected_spans,
                 error_message: report.message.unwrap_or_default(),

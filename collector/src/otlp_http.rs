@@ -236,6 +236,10 @@ async fn handle(st: &HttpState, req: Request) -> Result<(Encoding, IngestReport)
             },
             BodyError::Read(detail) => HttpError::Body { detail, encoding },
         })?;
+    let reservation = st
+        .pipeline
+        .reserve()
+        .map_err(|source| HttpError::Ingest { source, encoding })?;
     let body = decompress(&compression, raw, st.max_body, encoding)?;
     let request = match encoding {
         Encoding::Protobuf => {
@@ -249,11 +253,7 @@ async fn handle(st: &HttpState, req: Request) -> Result<(Encoding, IngestReport)
         peer,
         source: None,
     };
-    let report = st
-        .pipeline
-        .ingest(&request, &ctx)
-        .map_err(|source| HttpError::Ingest { source, encoding })?;
-    Ok((encoding, report))
+    Ok((encoding, reservation.ingest(&request, &ctx)))
 }
 
 enum BodyError {

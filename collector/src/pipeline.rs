@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use calltrail_retention::{SubmitError, WriteBatch, WriterHandle};
+use calltrail_retention::{QueueSlot, SubmitError, WriteBatch, WriterHandle};
 use calltrail_schemas::{Attributor, IngestContext, map_request};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
@@ -75,54 +75,68 @@ impl Pipeline {
         self.stats.refused_malformed.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Reserves room in the writer's queue for one request. Receivers call it before decoding,
+    /// so that a refusal under load costs next to nothing.
+    pub fn reserve(&self) -> Result<Reservation<'_>, IngestError> {
+        let slot = self.writer.try_reserve().map_err(|e| {
+            self.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
+            match e {
+                SubmitError::Full => IngestError::Busy,
+                SubmitError::Closed => IngestError::ShuttingDown,
+            }
+        })?;
+        Ok(Reservation {
+            pipeline: self,
+            slot,
+        })
+    }
+}
+
+/// Room in the writer's queue for one decoded request.
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    pipeline: &'a Pipeline,
+    slot: QueueSlot,
+}
+
+impl Reservation<'_> {
     /// Maps and attributes a request and hands its records to the writer.
     ///
     /// The request is acknowledged once the writer has queued it; nothing of a refused request
     /// is kept, so the client's retry cannot duplicate it.
-    pub fn ingest(
-        &self,
-        req: &ExportTraceServiceRequest,
-        ctx: &IngestContext,
-    ) -> Result<IngestReport, IngestError> {
+    pub fn ingest(self, req: &ExportTraceServiceRequest, ctx: &IngestContext) -> IngestReport {
+        let p = self.pipeline;
         let spans: usize = req
             .resource_spans
             .iter()
             .flat_map(|r| &r.scope_spans)
             .map(|s| s.spans.len())
             .sum();
-        let mapped = map_request(req, ctx, &self.attributor);
+        let mapped = map_request(req, ctx, &p.attributor);
         let report = IngestReport {
             rejected_spans: mapped.rejected.len() as i64,
             message: mapped.rejection_message(),
         };
-        let (tools, llms) = (
-            mapped.tool_calls.len() as u64,
-            mapped.llm_calls.len() as u64,
-        );
+        let s = &p.stats;
+        s.spans_received.fetch_add(spans as u64, Ordering::Relaxed);
+        s.tool_calls
+            .fetch_add(mapped.tool_calls.len() as u64, Ordering::Relaxed);
+        s.llm_calls
+            .fetch_add(mapped.llm_calls.len() as u64, Ordering::Relaxed);
+        s.skipped.fetch_add(mapped.skipped_spans, Ordering::Relaxed);
+        s.rejected
+            .fetch_add(mapped.rejected.len() as u64, Ordering::Relaxed);
         let batch = WriteBatch {
             tool_calls: mapped.tool_calls,
             llm_calls: mapped.llm_calls,
         };
         if !batch.is_empty() {
-            self.writer.try_submit(batch).map_err(|e| {
-                self.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
-                match e {
-                    SubmitError::Full => IngestError::Busy,
-                    SubmitError::Closed => IngestError::ShuttingDown,
-                }
-            })?;
+            self.slot.submit(batch);
         }
-        let s = &self.stats;
-        s.spans_received.fetch_add(spans as u64, Ordering::Relaxed);
-        s.tool_calls.fetch_add(tools, Ordering::Relaxed);
-        s.llm_calls.fetch_add(llms, Ordering::Relaxed);
-        s.skipped.fetch_add(mapped.skipped_spans, Ordering::Relaxed);
-        s.rejected
-            .fetch_add(mapped.rejected.len() as u64, Ordering::Relaxed);
         if let Some(m) = &report.message {
             tracing::warn!(protocol = ctx.protocol, peer = ?ctx.peer, rejected = report.rejected_spans, "Rejected unusable spans: {m}");
         }
-        Ok(report)
+        report
     }
 }
 

@@ -14,7 +14,7 @@ pub mod writer;
 
 pub use config::StoreConfig;
 pub use layout::Layout;
-pub use writer::{StoreStats, StoreWriter, SubmitError, WriteBatch, WriterHandle};
+pub use writer::{QueueSlot, StoreStats, StoreWriter, SubmitError, WriteBatch, WriterHandle};
 
 use std::path::PathBuf;
 
