@@ -66,9 +66,9 @@ fn flatten_nested(batch: &RecordBatch) -> Result<RecordBatch> {
             let mut b = StringBuilder::new();
             for i in 0..col.len() {
                 if col.is_null(i) {
-                    b.append_null()
+                    b.append_null();
                 } else {
-                    b.append_value(fmt.value(i).to_string())
+                    b.append_value(fmt.value(i).to_string());
                 }
             }
             fields.push(Field::new(f.name(), DataType::Utf8, true));

@@ -220,7 +220,7 @@ pub fn map_request(
             }
             Shape::Llm => out.llm_calls.push(llm_call(s, ctx, attributor)),
             Shape::TraceloopWrapper | Shape::RequestCarrier | Shape::Other => {
-                out.skipped_spans += 1
+                out.skipped_spans += 1;
             }
         }
     }

@@ -62,7 +62,7 @@ fn calls(records: &[ToolCall]) -> Vec<&ToolCall> {
             .entry(key(r))
             .and_modify(|b| {
                 if b.target().is_none() {
-                    *b = r
+                    *b = r;
                 }
             })
             .or_insert(r);
