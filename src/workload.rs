@@ -361,12 +361,7 @@ mod tests {
         assert_eq!(a, b);
         let c = Workload::new(8, 1_795_000_000_000_000_000, 1_000_000).next_request(100);
         assert_ne!(a, c);
-        let n: usize = a
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
-            .sum();
+        let n = calltrail_schemas::span_count(&a);
         assert!((100..110).contains(&n), "{n}");
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use calltrail_retention::{QueueSlot, SubmitError, WriteBatch, WriterHandle};
-use calltrail_schemas::{Attributor, IngestContext, map_request};
+use calltrail_schemas::{Attributor, IngestContext, map_request, span_count};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 /// Ingest counters, readable by metrics and benchmarks.
@@ -106,12 +106,7 @@ impl Reservation<'_> {
     /// is kept, so the client's retry cannot duplicate it.
     pub fn ingest(self, req: &ExportTraceServiceRequest, ctx: &IngestContext) -> IngestReport {
         let p = self.pipeline;
-        let spans: usize = req
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
-            .sum();
+        let spans = span_count(req);
         let mapped = map_request(req, ctx, &p.attributor);
         let report = IngestReport {
             rejected_spans: mapped.rejected.len() as i64,

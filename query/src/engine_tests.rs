@@ -18,8 +18,10 @@ fn sample(name: &str) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest::decode(std::fs::read(path).unwrap().as_slice()).unwrap()
 }
 
-/// Writes the given captures (each twice when `retry`, as an exporter retrying would).
-async fn store(files: &[&str], retry: bool) -> tempfile::TempDir {
+/// Writes requests to a fresh store through the real writer.
+async fn store_requests(
+    requests: impl IntoIterator<Item = ExportTraceServiceRequest>,
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let w = StoreWriter::spawn(
         StoreConfig::default(),
@@ -32,19 +34,28 @@ async fn store(files: &[&str], retry: bool) -> tempfile::TempDir {
         peer: None,
         source: None,
     };
-    for f in files {
-        for _ in 0..if retry { 2 } else { 1 } {
-            let m = map_request(&sample(f), &ctx, &Attributor::default());
-            w.handle()
-                .try_submit(WriteBatch {
-                    tool_calls: m.tool_calls,
-                    llm_calls: m.llm_calls,
-                })
-                .unwrap();
-        }
+    for req in requests {
+        let m = map_request(&req, &ctx, &Attributor::default());
+        w.handle()
+            .try_submit(WriteBatch {
+                tool_calls: m.tool_calls,
+                llm_calls: m.llm_calls,
+            })
+            .unwrap();
     }
     w.shutdown().await;
     dir
+}
+
+/// Writes the given captures (each twice when `retry`, as an exporter retrying would).
+async fn store(files: &[&str], retry: bool) -> tempfile::TempDir {
+    let copies = if retry { 2 } else { 1 };
+    store_requests(
+        files
+            .iter()
+            .flat_map(|f| std::iter::repeat_n(sample(f), copies)),
+    )
+    .await
 }
 
 fn strings(batches: &[RecordBatch], col: &str) -> Vec<String> {
@@ -242,26 +253,7 @@ mod synthetic {
                 ..Default::default()
             }],
         };
-        let dir = tempfile::tempdir().unwrap();
-        let w = StoreWriter::spawn(
-            StoreConfig::default(),
-            Arc::new(Layout::new(dir.path(), "t")),
-        )
-        .unwrap();
-        let ctx = IngestContext {
-            observed_time_ns: 1_800_000_000_000_000_000,
-            protocol: "test",
-            peer: None,
-            source: None,
-        };
-        let m = map_request(&req, &ctx, &Attributor::default());
-        w.handle()
-            .try_submit(WriteBatch {
-                tool_calls: m.tool_calls,
-                llm_calls: m.llm_calls,
-            })
-            .unwrap();
-        w.shutdown().await;
+        let dir = store_requests([req]).await;
 
         let e = Engine::open(dir.path(), QueryLimits::default())
             .await

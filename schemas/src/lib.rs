@@ -23,7 +23,7 @@ pub mod sensitive;
 
 pub use attribution::{AttributionConfig, Attributor, Directory};
 pub use catalog::ToolCatalog;
-pub use mapping::{IngestContext, MappedBatch, Rejection, map_request};
+pub use mapping::{IngestContext, MappedBatch, Rejection, map_request, span_count};
 pub use record::{LlmCall, OperationClass, Outcome, PrincipalKind, Side, ToolCall};
 
 /// Version of the record layout written to every Parquet file (`calltrail.schema_version`).

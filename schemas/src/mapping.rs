@@ -153,6 +153,15 @@ struct Located<'a> {
     shape: Shape,
 }
 
+/// Number of spans in a request, valid or not.
+pub fn span_count(req: &ExportTraceServiceRequest) -> usize {
+    req.resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .map(|s| s.spans.len())
+        .sum()
+}
+
 /// Maps one export request. Pure: the receive time and connection facts come in `ctx`.
 pub fn map_request(
     req: &ExportTraceServiceRequest,

@@ -46,12 +46,7 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
     let (mut sent, mut requests, mut rejected) = (0usize, 0usize, 0i64);
     while sent < args.spans {
         let req = workload.next_request(args.batch.min(args.spans - sent));
-        let n: usize = req
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
-            .sum();
+        let n = calltrail_schemas::span_count(&req);
         let resp = client
             .export(req)
             .await
