@@ -121,6 +121,15 @@ impl Http {
     }
 }
 
+/// A streamed body without Content-Length (chunked transfer encoding), as Node's exporter sends.
+fn chunked(body: &[u8], chunk: usize) -> reqwest::Body {
+    let chunks: Vec<Result<Bytes, std::io::Error>> = body
+        .chunks(chunk)
+        .map(|c| Ok(Bytes::copy_from_slice(c)))
+        .collect();
+    reqwest::Body::wrap_stream(tonic::codegen::tokio_stream::iter(chunks))
+}
+
 /// A gRPC codec that sends raw bytes, to put arbitrary messages on the wire.
 #[derive(Clone, Copy, Default)]
 struct RawCodec;
@@ -237,33 +246,14 @@ async fn bad_input_is_refused_and_good_data_survives() {
     );
 
     // Over the body limit, chunked (no Content-Length), as Node's exporter sends.
-    let body = oversized(5);
-    let chunks: Vec<Result<Bytes, std::io::Error>> = body
-        .chunks(8192)
-        .map(|c| Ok(Bytes::copy_from_slice(c)))
-        .collect();
     let r = http
-        .post(
-            PROTOBUF,
-            None,
-            reqwest::Body::wrap_stream(tonic::codegen::tokio_stream::iter(chunks)),
-        )
+        .post(PROTOBUF, None, chunked(&oversized(5), 8192))
         .await;
     assert_eq!(r.status, 413, "oversized chunked body: {}", r.text());
 
     // A chunked body under the limit is fine.
     let body = request("bad-input", good(6, 1)).encode_to_vec();
-    let chunks: Vec<Result<Bytes, std::io::Error>> = body
-        .chunks(100)
-        .map(|c| Ok(Bytes::copy_from_slice(c)))
-        .collect();
-    let r = http
-        .post(
-            PROTOBUF,
-            None,
-            reqwest::Body::wrap_stream(tonic::codegen::tokio_stream::iter(chunks)),
-        )
-        .await;
+    let r = http.post(PROTOBUF, None, chunked(&body, 100)).await;
     assert_eq!(r.status, 200, "chunked body under the limit: {}", r.text());
     accepted += 1;
 
