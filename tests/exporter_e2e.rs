@@ -348,6 +348,17 @@ async fn run(transport: Transport) {
         6,
         "DuckDB: tool_calls rows"
     );
+    let (rows, partitions) = support::pyarrow_scan(dir, "tool_calls");
+    assert_eq!(rows, 6, "pyarrow: tool_calls rows");
+    assert!(
+        !partitions.is_empty() && partitions.iter().all(|p| p.len() == "YYYY-MM-DD/HH".len()),
+        "pyarrow sees the Hive partitions: {partitions:?}"
+    );
+    assert_eq!(
+        support::pyarrow_scan(dir, "llm_calls").0,
+        1,
+        "pyarrow: llm_calls rows"
+    );
     assert_eq!(
         support::duckdb_count(
             dir,

@@ -458,6 +458,44 @@ pub fn samples_dir() -> PathBuf {
     repo_root().join("tests/fixtures/samples")
 }
 
+/// Rows of `table` read by pyarrow's dataset API with Hive partitioning, and the set of
+/// distinct `(date, hour)` partitions it saw, as "date/hour" strings.
+pub fn pyarrow_scan(data_dir: &Path, table: &str) -> (i64, Vec<String>) {
+    let script = r#"
+import sys, pyarrow.dataset as ds
+d = ds.dataset(sys.argv[1], format="parquet", partitioning="hive")
+t = d.to_table(columns=["event_id", "date", "hour"])
+# pyarrow infers hour=07 as the integer 7: pad it back.
+parts = sorted({f"{a}/{str(b).zfill(2)}" for a, b in zip(t.column("date").to_pylist(), t.column("hour").to_pylist())})
+print(t.num_rows)
+print(",".join(parts))
+"#;
+    let dir = data_dir.join(table);
+    let mut cmd = Command::new(python());
+    cmd.arg("-c").arg(script).arg(&dir);
+    let out = run(cmd, Duration::from_secs(60));
+    assert!(
+        out.status.success(),
+        "pyarrow scan of {} failed ({}):\n{}",
+        dir.display(),
+        out.status,
+        out.stderr
+    );
+    let mut lines = out.stdout.lines();
+    let rows = lines
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("pyarrow printed {:?}", out.stdout));
+    let parts = lines
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .filter(|p| !p.is_empty())
+        .map(String::from)
+        .collect();
+    (rows, parts)
+}
+
 /// Counts rows with DuckDB (not written by us) straight from the Parquet files:
 /// `SELECT count(*) FROM read_parquet('<data_dir>/<table>/**/*.parquet', hive_partitioning=true) WHERE <filter>`.
 pub fn duckdb_count(data_dir: &Path, table: &str, filter: &str) -> i64 {
