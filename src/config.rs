@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
-use calltrail_collector::ReceiverConfig;
+use calltrail_collector::{AuthConfig, Authenticator, ReceiverConfig};
 use calltrail_retention::StoreConfig;
 use calltrail_schemas::{AttributionConfig, Attributor, Directory, ToolCatalog};
 use serde::Deserialize;
@@ -21,6 +21,8 @@ pub struct Config {
     pub shutdown_deadline_ms: u64,
     /// OTLP receivers.
     pub receivers: ReceiverConfig,
+    /// Ingest authentication (bearer tokens); on by default beyond loopback.
+    pub auth: AuthConfig,
     /// Parquet store.
     pub store: StoreConfig,
     /// Attribution of calls to principals, teams, tenants and cost centres.
@@ -33,6 +35,7 @@ impl Default for Config {
             data_dir: PathBuf::from("calltrail-data"),
             shutdown_deadline_ms: 30_000,
             receivers: ReceiverConfig::default(),
+            auth: AuthConfig::default(),
             store: StoreConfig::default(),
             attribution: AttributionConfig::default(),
         }
@@ -72,9 +75,18 @@ impl Config {
         self.receivers
             .validate()
             .map_err(|(key, msg)| anyhow!("{key}: {msg}"))?;
+        self.authenticator()?;
         self.store.validate()?;
         self.attribution.validate()?;
         Ok(())
+    }
+
+    /// Compiles the ingest authentication rules for the configured listen addresses.
+    pub fn authenticator(&self) -> Result<Authenticator> {
+        let r = &self.receivers;
+        let beyond_loopback = !r.grpc_addr.ip().is_loopback() || !r.http_addr.ip().is_loopback();
+        Authenticator::new(&self.auth, beyond_loopback)
+            .map_err(|(key, msg)| anyhow!("{key}: {msg}"))
     }
 
     /// Loads the directory and catalog files and compiles the attribution rules.
@@ -144,6 +156,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("receivers.max_body_bytes"), "{e}");
+    }
+
+    #[test]
+    fn beyond_loopback_needs_a_token() {
+        let e = load("[receivers]\nhttp_addr = \"0.0.0.0:4318\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.tokens"), "{e}");
+        let ok = format!(
+            "[receivers]\nhttp_addr = \"0.0.0.0:4318\"\n[[auth.tokens]]\nsource = \"gw\"\nsha256 = \"{}\"\n",
+            calltrail_collector::auth::token_sha256("t")
+        );
+        assert!(load(&ok).is_ok());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! [`otlp_json`]) → map and attribute ([`pipeline`], using `calltrail-schemas`) → the store
 //! writer (`calltrail-retention`).
 
+pub mod auth;
 pub mod config;
 pub mod otlp_grpc;
 pub mod otlp_http;
@@ -11,6 +12,7 @@ pub mod otlp_json;
 pub mod pipeline;
 pub mod receivers;
 
+pub use auth::{AuthConfig, Authenticator};
 pub use config::ReceiverConfig;
 pub use pipeline::{IngestError, IngestReport, Pipeline};
 pub use receivers::{Receivers, ReceiversError};

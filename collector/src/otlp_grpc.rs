@@ -9,6 +9,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
@@ -23,6 +24,7 @@ use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, En
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Request, Response, Status};
 
+use crate::auth::Authenticator;
 use crate::pipeline::{IngestError, Pipeline, now_ns};
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -41,14 +43,17 @@ impl From<IngestError> for Status {
 pub struct TraceExportService {
     pipeline: Pipeline,
     max_body: usize,
+    auth: Arc<Authenticator>,
 }
 
 impl TraceExportService {
-    /// A service feeding `pipeline`, refusing messages over `max_body_bytes`.
-    pub fn new(pipeline: Pipeline, max_body_bytes: usize) -> Self {
+    /// A service feeding `pipeline`, refusing messages over `max_body_bytes` and requests that
+    /// `auth` does not accept.
+    pub fn new(pipeline: Pipeline, max_body_bytes: usize, auth: Arc<Authenticator>) -> Self {
         Self {
             pipeline,
             max_body: max_body_bytes,
+            auth,
         }
     }
 }
@@ -78,6 +83,14 @@ impl TraceExportService {
             return Status::unimplemented(format!("unknown method {}", req.uri().path()))
                 .into_http();
         }
+        let authorization = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .map(http::HeaderValue::as_bytes);
+        let source = match self.auth.check(authorization) {
+            Ok(source) => source,
+            Err(e) => return Status::unauthenticated(e.to_string()).into_http(),
+        };
         let (parts, body) = req.into_parts();
         // gRPC frame: 1 flag byte + 4 length bytes + the message.
         let cap = self.max_body + 5;
@@ -103,6 +116,7 @@ impl TraceExportService {
         grpc.unary(
             Export {
                 pipeline: self.pipeline,
+                source,
             },
             req,
         )
@@ -112,6 +126,8 @@ impl TraceExportService {
 
 struct Export {
     pipeline: Pipeline,
+    /// The authenticated source of this request.
+    source: Option<String>,
 }
 
 impl UnaryService<Bytes> for Export {
@@ -120,6 +136,7 @@ impl UnaryService<Bytes> for Export {
 
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
         let pipeline = self.pipeline.clone();
+        let source = self.source.take();
         Box::pin(async move {
             let peer = request.remote_addr().map(|a| a.to_string());
             let reservation = pipeline.reserve()?;
@@ -131,7 +148,7 @@ impl UnaryService<Bytes> for Export {
                 observed_time_ns: now_ns(),
                 protocol: "otlp_grpc",
                 peer,
-                source: None,
+                source,
             };
             let report = reservation.ingest(&decoded, &ctx);
             let partial_success = (report.rejected_spans > 0).then(|| ExportTracePartialSuccess {

@@ -9,6 +9,7 @@
 
 use std::io::Read;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
@@ -24,6 +25,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 
+use crate::auth::{AuthError, Authenticator};
 use crate::otlp_json;
 use crate::pipeline::{IngestError, IngestReport, Pipeline, now_ns};
 
@@ -62,6 +64,8 @@ struct RpcStatus {
 /// Everything that can go wrong with one request, each with its HTTP status.
 #[derive(Debug, thiserror::Error)]
 enum HttpError {
+    #[error("{0}")]
+    Unauthorized(AuthError),
     #[error("unsupported Content-Type `{0}`: send application/x-protobuf or application/json")]
     UnsupportedType(String),
     #[error("unsupported Content-Encoding `{0}`: send gzip, deflate or no encoding")]
@@ -90,6 +94,7 @@ enum HttpError {
 impl HttpError {
     fn status(&self) -> StatusCode {
         match self {
+            HttpError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             HttpError::UnsupportedType(_) | HttpError::UnsupportedEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
@@ -105,7 +110,9 @@ impl HttpError {
     /// The encoding to answer in; `None` when the request's own type is unusable.
     fn encoding(&self) -> Option<Encoding> {
         match self {
-            HttpError::UnsupportedType(_) | HttpError::UnsupportedEncoding(_) => None,
+            HttpError::Unauthorized(_)
+            | HttpError::UnsupportedType(_)
+            | HttpError::UnsupportedEncoding(_) => None,
             HttpError::TooLarge { encoding, .. }
             | HttpError::Compression { encoding, .. }
             | HttpError::Body { encoding, .. }
@@ -147,6 +154,10 @@ impl IntoResponse for HttpError {
             None => message.into_response(),
         };
         *resp.status_mut() = status;
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -159,16 +170,18 @@ impl IntoResponse for HttpError {
 struct HttpState {
     pipeline: Pipeline,
     max_body: usize,
+    auth: Arc<Authenticator>,
 }
 
 /// The OTLP/HTTP router. Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so
 /// records carry the peer address.
-pub fn router(pipeline: Pipeline, max_body_bytes: usize) -> Router {
+pub fn router(pipeline: Pipeline, max_body_bytes: usize, auth: Arc<Authenticator>) -> Router {
     Router::new()
         .route("/v1/traces", post(export))
         .with_state(HttpState {
             pipeline,
             max_body: max_body_bytes,
+            auth,
         })
 }
 
@@ -197,6 +210,14 @@ async fn handle(st: &HttpState, req: Request) -> Result<(Encoding, IngestReport)
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.to_string());
     let headers = req.headers();
+    let source = st
+        .auth
+        .check(
+            headers
+                .get(header::AUTHORIZATION)
+                .map(HeaderValue::as_bytes),
+        )
+        .map_err(HttpError::Unauthorized)?;
     let mime = header_str(headers, header::CONTENT_TYPE).unwrap_or("");
     let encoding = match mime
         .split(';')
@@ -251,7 +272,7 @@ async fn handle(st: &HttpState, req: Request) -> Result<(Encoding, IngestReport)
         observed_time_ns: now_ns(),
         protocol: encoding.protocol(),
         peer,
-        source: None,
+        source,
     };
     Ok((encoding, reservation.ingest(&request, &ctx)))
 }

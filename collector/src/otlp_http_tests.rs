@@ -31,7 +31,7 @@ fn fixture(queue_capacity: usize) -> Fixture {
     let writer = StoreWriter::spawn(cfg, Arc::new(Layout::new(dir.path(), "t"))).unwrap();
     let pipeline = Pipeline::new(Arc::new(Attributor::default()), writer.handle());
     Fixture {
-        app: router(pipeline, LIMIT),
+        app: router(pipeline, LIMIT, Arc::new(Authenticator::open())),
         _writer: writer,
         _dir: dir,
     }
@@ -255,4 +255,56 @@ async fn busy_writer_answers_503_with_retry_after() {
         assert_eq!(status, StatusCode::OK);
     }
     assert!(saw_busy);
+}
+
+#[tokio::test]
+async fn tokens_are_checked_before_anything_else() {
+    use crate::auth::{AuthConfig, AuthMode, TokenEntry, token_sha256};
+    let config = AuthConfig {
+        mode: AuthMode::Required,
+        tokens: vec![TokenEntry {
+            source: "gw-1".into(),
+            sha256: token_sha256("t0k"),
+            revoked: false,
+        }],
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let writer = StoreWriter::spawn(
+        StoreConfig::default(),
+        Arc::new(Layout::new(dir.path(), "t")),
+    )
+    .unwrap();
+    let pipeline = Pipeline::new(Arc::new(Attributor::default()), writer.handle());
+    let app = router(
+        pipeline,
+        LIMIT,
+        Arc::new(crate::auth::Authenticator::new(&config, false).unwrap()),
+    );
+    let body = request(vec![span(1, now())]).encode_to_vec();
+    let send = |auth: Option<&'static str>, ctype: &'static str| {
+        let mut b = Request::post("/v1/traces").header(header::CONTENT_TYPE, ctype);
+        if let Some(a) = auth {
+            b = b.header(header::AUTHORIZATION, a);
+        }
+        app.clone()
+            .oneshot(b.body(Body::from(body.clone())).unwrap())
+    };
+    let r = send(None, "application/x-protobuf").await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Bearer");
+    // Even a request that is wrong in other ways is refused for its credentials first.
+    let r = send(Some("Bearer nope"), "text/plain").await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let text = r.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(text.as_ref(), b"unknown bearer token");
+    let r = send(Some("Bearer t0k"), "application/x-protobuf")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let stats = writer.shutdown().await;
+    assert_eq!(
+        stats.rows.load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "only the authenticated request was stored"
+    );
 }

@@ -1,11 +1,13 @@
 //! Binds and runs both receivers, and stops them gracefully.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::auth::Authenticator;
 use crate::config::ReceiverConfig;
 use crate::otlp_grpc::TraceExportService;
 use crate::otlp_http;
@@ -48,17 +50,20 @@ async fn bind(
 }
 
 impl Receivers {
-    /// Binds both listeners and starts serving.
+    /// Binds both listeners and starts serving; `auth` decides which requests are accepted.
     pub async fn start(
         config: &ReceiverConfig,
+        auth: Authenticator,
         pipeline: Pipeline,
     ) -> Result<Self, ReceiversError> {
+        let auth = Arc::new(auth);
         let (grpc_listener, grpc_addr) = bind("receivers.grpc_addr", config.grpc_addr).await?;
         let (http_listener, http_addr) = bind("receivers.http_addr", config.http_addr).await?;
         let (grpc_stop, grpc_stopped) = oneshot::channel::<()>();
         let (http_stop, http_stopped) = oneshot::channel::<()>();
 
-        let service = TraceExportService::new(pipeline.clone(), config.max_body_bytes);
+        let service =
+            TraceExportService::new(pipeline.clone(), config.max_body_bytes, Arc::clone(&auth));
         let grpc = tokio::spawn(async move {
             let incoming =
                 tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
@@ -72,7 +77,7 @@ impl Receivers {
                 tracing::error!(error = %e, "The OTLP/gRPC receiver stopped with an error.");
             }
         });
-        let app = otlp_http::router(pipeline, config.max_body_bytes);
+        let app = otlp_http::router(pipeline, config.max_body_bytes, auth);
         let http = tokio::spawn(async move {
             let served = axum::serve(
                 http_listener,

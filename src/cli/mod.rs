@@ -1,6 +1,7 @@
 //! Command-line interface: one binary, one subcommand per job.
 
 mod demo;
+mod ingest_token;
 mod query;
 mod serve;
 
@@ -25,6 +26,8 @@ enum Command {
     Query(query::QueryArgs),
     /// Send a deterministic synthetic MCP workload to a running server over OTLP/gRPC.
     Demo(demo::DemoArgs),
+    /// Make a random ingest bearer token and print the `[[auth.tokens]]` entry that accepts it.
+    IngestToken(ingest_token::IngestTokenArgs),
 }
 
 /// Options shared by commands that read the configuration.
@@ -80,6 +83,7 @@ pub(crate) fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Query(args) => query::run(args).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::IngestToken(args) => ingest_token::run(&args),
         }
     });
     match result {

@@ -60,13 +60,14 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     }
     config.validate()?;
     let attributor = Arc::new(config.attributor()?);
+    let auth = config.authenticator()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("data_dir: cannot create {}", config.data_dir.display()))?;
 
     let layout = Arc::new(Layout::new(&config.data_dir, writer_id()));
     let writer = StoreWriter::spawn(config.store.clone(), layout)?;
     let pipeline = Pipeline::new(attributor, writer.handle());
-    let receivers = Receivers::start(&config.receivers, pipeline.clone()).await?;
+    let receivers = Receivers::start(&config.receivers, auth, pipeline.clone()).await?;
     if let Some(p) = &args.ready_file {
         write_ready_file(p, &receivers, &config.data_dir)?;
     }
