@@ -6,6 +6,9 @@
 //! that cannot be decoded, 413 when too large, 415 for an unsupported type or encoding, 503 +
 //! `Retry-After` when Calltrail is busy. Error bodies are a `google.rpc.Status`. Every error is
 //! mapped to its status in [`HttpError::into_response`], and nowhere else.
+//!
+//! `GET /healthz` (the process answers) and `GET /readyz` (records are accepted; 503 while
+//! shutting down) serve load balancers and orchestrators.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -15,7 +18,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use bytes::Bytes;
 use calltrail_schemas::IngestContext;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -178,11 +181,23 @@ struct HttpState {
 pub fn router(pipeline: Pipeline, max_body_bytes: usize, auth: Arc<Authenticator>) -> Router {
     Router::new()
         .route("/v1/traces", post(export))
+        // Probes carry no credentials and reveal nothing: they are not authenticated.
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
         .with_state(HttpState {
             pipeline,
             max_body: max_body_bytes,
             auth,
         })
+}
+
+/// 200 while records are accepted, 503 while shutting down.
+async fn ready(State(st): State<HttpState>) -> Response {
+    if st.pipeline.is_ready() {
+        "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+    }
 }
 
 async fn export(State(st): State<HttpState>, req: Request) -> Response {

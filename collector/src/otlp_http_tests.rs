@@ -308,3 +308,41 @@ async fn tokens_are_checked_before_anything_else() {
         "only the authenticated request was stored"
     );
 }
+
+#[tokio::test]
+async fn health_and_readiness_need_no_token() {
+    use crate::auth::{AuthConfig, AuthMode, TokenEntry, token_sha256};
+    let config = AuthConfig {
+        mode: AuthMode::Required,
+        tokens: vec![TokenEntry {
+            source: "gw".into(),
+            sha256: token_sha256("x"),
+            revoked: false,
+        }],
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let writer = StoreWriter::spawn(
+        StoreConfig::default(),
+        Arc::new(Layout::new(dir.path(), "t")),
+    )
+    .unwrap();
+    let pipeline = Pipeline::new(Arc::new(Attributor::default()), writer.handle());
+    let app = router(
+        pipeline,
+        LIMIT,
+        Arc::new(crate::auth::Authenticator::new(&config, false).unwrap()),
+    );
+    let get = |path: &'static str| {
+        app.clone()
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+    };
+    assert_eq!(get("/healthz").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(get("/readyz").await.unwrap().status(), StatusCode::OK);
+    writer.shutdown().await;
+    assert_eq!(get("/healthz").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        get("/readyz").await.unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not ready once the writer stopped"
+    );
+}

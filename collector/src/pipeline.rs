@@ -65,6 +65,11 @@ impl Pipeline {
         }
     }
 
+    /// True while records can be accepted: the store writer is running.
+    pub fn is_ready(&self) -> bool {
+        self.writer.is_open()
+    }
+
     /// The ingest counters.
     pub fn stats(&self) -> &Arc<IngestStats> {
         &self.stats

@@ -98,6 +98,11 @@ impl WriterHandle {
         Ok(())
     }
 
+    /// True while the writer takes records (false once it is shutting down or has stopped).
+    pub fn is_open(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
     /// The writer's counters.
     pub fn stats(&self) -> &Arc<StoreStats> {
         &self.stats
