@@ -257,9 +257,9 @@ async fn busy_writer_answers_503_with_retry_after() {
     assert!(saw_busy);
 }
 
-#[tokio::test]
-async fn tokens_are_checked_before_anything_else() {
-    use crate::auth::{AuthConfig, AuthMode, TokenEntry, token_sha256};
+/// A router that requires the token `t0k` (source `gw-1`), with its writer and store.
+fn authed_app() -> (Router, StoreWriter, tempfile::TempDir) {
+    use crate::auth::{AuthConfig, AuthMode, Authenticator, TokenEntry, token_sha256};
     let config = AuthConfig {
         mode: AuthMode::Required,
         tokens: vec![TokenEntry {
@@ -278,8 +278,14 @@ async fn tokens_are_checked_before_anything_else() {
     let app = router(
         pipeline,
         LIMIT,
-        Arc::new(crate::auth::Authenticator::new(&config, false).unwrap()),
+        Arc::new(Authenticator::new(&config, false).unwrap()),
     );
+    (app, writer, dir)
+}
+
+#[tokio::test]
+async fn tokens_are_checked_before_anything_else() {
+    let (app, writer, _dir) = authed_app();
     let body = request(vec![span(1, now())]).encode_to_vec();
     let send = |auth: Option<&'static str>, ctype: &'static str| {
         let mut b = Request::post("/v1/traces").header(header::CONTENT_TYPE, ctype);
@@ -311,27 +317,7 @@ async fn tokens_are_checked_before_anything_else() {
 
 #[tokio::test]
 async fn health_and_readiness_need_no_token() {
-    use crate::auth::{AuthConfig, AuthMode, TokenEntry, token_sha256};
-    let config = AuthConfig {
-        mode: AuthMode::Required,
-        tokens: vec![TokenEntry {
-            source: "gw".into(),
-            sha256: token_sha256("x"),
-            revoked: false,
-        }],
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let writer = StoreWriter::spawn(
-        StoreConfig::default(),
-        Arc::new(Layout::new(dir.path(), "t")),
-    )
-    .unwrap();
-    let pipeline = Pipeline::new(Arc::new(Attributor::default()), writer.handle());
-    let app = router(
-        pipeline,
-        LIMIT,
-        Arc::new(crate::auth::Authenticator::new(&config, false).unwrap()),
-    );
+    let (app, writer, _dir) = authed_app();
     let get = |path: &'static str| {
         app.clone()
             .oneshot(Request::get(path).body(Body::empty()).unwrap())
