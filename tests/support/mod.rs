@@ -471,21 +471,16 @@ print(t.num_rows)
 print(",".join(parts))
 "#;
     let dir = data_dir.join(table);
-    let mut cmd = Command::new(python());
-    cmd.arg("-c").arg(script).arg(&dir);
-    let out = run(cmd, Duration::from_secs(60));
-    assert!(
-        out.status.success(),
-        "pyarrow scan of {} failed ({}):\n{}",
-        dir.display(),
-        out.status,
-        out.stderr
+    let stdout = run_python(
+        script,
+        &[dir.as_os_str()],
+        &format!("pyarrow scan of {}", dir.display()),
     );
-    let mut lines = out.stdout.lines();
+    let mut lines = stdout.lines();
     let rows = lines
         .next()
         .and_then(|l| l.trim().parse().ok())
-        .unwrap_or_else(|| panic!("pyarrow printed {:?}", out.stdout));
+        .unwrap_or_else(|| panic!("pyarrow printed {stdout:?}"));
     let parts = lines
         .next()
         .unwrap_or("")
@@ -506,20 +501,26 @@ glob, where = sys.argv[1], sys.argv[2]
 sql = "SELECT count(*) FROM read_parquet(?, hive_partitioning=true) WHERE " + where
 print(duckdb.connect().execute(sql, [glob]).fetchone()[0])
 "#;
+    let what = format!("duckdb count over {} WHERE {filter}", glob.display());
+    let stdout = run_python(script, &[glob.as_os_str(), filter.as_ref()], &what);
+    stdout
+        .trim()
+        .parse()
+        .unwrap_or_else(|e| panic!("duckdb printed {stdout:?}: {e}"))
+}
+
+/// Runs a Python snippet with the test venv and returns its stdout; fails with its stderr.
+fn run_python(script: &str, args: &[&std::ffi::OsStr], what: &str) -> String {
     let mut cmd = Command::new(python());
-    cmd.arg("-c").arg(script).arg(&glob).arg(filter);
+    cmd.arg("-c").arg(script).args(args);
     let out = run(cmd, Duration::from_secs(60));
     assert!(
         out.status.success(),
-        "duckdb count over {} WHERE {filter} failed ({}):\n{}",
-        glob.display(),
+        "{what} failed ({}):\n{}",
         out.status,
         out.stderr
     );
     out.stdout
-        .trim()
-        .parse()
-        .unwrap_or_else(|e| panic!("duckdb printed {:?}: {e}", out.stdout))
 }
 
 // ----- OTLP protobuf builders, for requests the tests craft themselves -----
