@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
-use calltrail_collector::{AuthConfig, Authenticator, ReceiverConfig};
+use calltrail_collector::{AuthConfig, Authenticator, ReceiverConfig, WalConfig};
 use calltrail_retention::StoreConfig;
 use calltrail_schemas::{AttributionConfig, Attributor, Directory, ToolCatalog};
 use serde::Deserialize;
@@ -23,6 +23,8 @@ pub struct Config {
     pub receivers: ReceiverConfig,
     /// Ingest authentication (bearer tokens); on by default beyond loopback.
     pub auth: AuthConfig,
+    /// Write-ahead log: what an acknowledgement means (fsync policy), segment size, queue.
+    pub wal: WalConfig,
     /// Parquet store.
     pub store: StoreConfig,
     /// Attribution of calls to principals, teams, tenants and cost centres.
@@ -36,6 +38,7 @@ impl Default for Config {
             shutdown_deadline_ms: 30_000,
             receivers: ReceiverConfig::default(),
             auth: AuthConfig::default(),
+            wal: WalConfig::default(),
             store: StoreConfig::default(),
             attribution: AttributionConfig::default(),
         }
@@ -76,6 +79,9 @@ impl Config {
             .validate()
             .map_err(|(key, msg)| anyhow!("{key}: {msg}"))?;
         self.authenticator()?;
+        self.wal
+            .validate()
+            .map_err(|(key, msg)| anyhow!("{key}: {msg}"))?;
         self.store.validate()?;
         self.attribution.validate()?;
         Ok(())

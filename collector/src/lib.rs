@@ -1,8 +1,9 @@
 //! Calltrail's OTLP receivers and ingest pipeline.
 //!
 //! Data flows one way: receive ([`otlp_http`], [`otlp_grpc`]) → decode (protobuf, or
-//! [`otlp_json`]) → map and attribute ([`pipeline`], using `calltrail-schemas`) → the store
-//! writer (`calltrail-retention`).
+//! [`otlp_json`]) → map and attribute ([`pipeline`], using `calltrail-schemas`) → the
+//! write-ahead log ([`wal`]; acknowledged once durable) → the store writer
+//! (`calltrail-retention`).
 
 pub mod auth;
 pub mod config;
@@ -11,8 +12,14 @@ pub mod otlp_http;
 pub mod otlp_json;
 pub mod pipeline;
 pub mod receivers;
+pub mod retry_info;
+pub mod wal;
+
+#[cfg(test)]
+mod test_stack;
 
 pub use auth::{AuthConfig, Authenticator};
 pub use config::ReceiverConfig;
 pub use pipeline::{IngestError, IngestReport, Pipeline};
 pub use receivers::{Receivers, ReceiversError};
+pub use wal::{WalConfig, WalHandle, WalWriter};

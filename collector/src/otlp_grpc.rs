@@ -22,19 +22,23 @@ use prost::Message;
 use tonic::body::Body;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::{Grpc, NamedService, UnaryService};
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use crate::auth::Authenticator;
 use crate::pipeline::{IngestError, Pipeline, now_ns};
+use crate::retry_info::{RETRY_AFTER_SECS, retry_status};
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 impl From<IngestError> for Status {
     fn from(e: IngestError) -> Self {
-        match e {
-            // Retryable per the OTLP spec.
-            IngestError::Busy | IngestError::ShuttingDown => Status::unavailable(e.to_string()),
-        }
+        // OTLP exporters retry UNAVAILABLE always, and RESOURCE_EXHAUSTED only when the status
+        // carries RetryInfo: overload says so, with the delay to wait.
+        let code = match e {
+            IngestError::Busy => Code::ResourceExhausted,
+            IngestError::ShuttingDown | IngestError::Unavailable(_) => Code::Unavailable,
+        };
+        retry_status(code, e.to_string(), RETRY_AFTER_SECS)
     }
 }
 
@@ -150,7 +154,7 @@ impl UnaryService<Bytes> for Export {
                 peer,
                 source,
             };
-            let report = reservation.ingest(&decoded, &ctx);
+            let report = reservation.ingest(&decoded, &ctx).await?;
             let partial_success = (report.rejected_spans > 0).then(|| ExportTracePartialSuccess {
                 rejected_spans: report.rejected_spans,
                 error_message: report.message.unwrap_or_default(),

@@ -31,6 +31,7 @@ use prost::Message;
 use crate::auth::{AuthError, Authenticator};
 use crate::otlp_json;
 use crate::pipeline::{IngestError, IngestReport, Pipeline, now_ns};
+use crate::retry_info::RETRY_AFTER_SECS;
 
 /// The body encodings OTLP/HTTP defines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +107,11 @@ impl HttpError {
             | HttpError::Body { .. }
             | HttpError::Protobuf(_)
             | HttpError::Json(_) => StatusCode::BAD_REQUEST,
+            // Overload is 429 and an unwritable store 503: both retryable, with Retry-After.
+            HttpError::Ingest {
+                source: IngestError::Busy,
+                ..
+            } => StatusCode::TOO_MANY_REQUESTS,
             HttpError::Ingest { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -132,7 +138,7 @@ impl IntoResponse for HttpError {
         let message = self.to_string();
         // gRPC codes in the Status body: INVALID_ARGUMENT, RESOURCE_EXHAUSTED, UNAVAILABLE.
         let code = match status {
-            StatusCode::PAYLOAD_TOO_LARGE => 8,
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::TOO_MANY_REQUESTS => 8,
             StatusCode::SERVICE_UNAVAILABLE => 14,
             _ => 3,
         };
@@ -161,9 +167,12 @@ impl IntoResponse for HttpError {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if matches!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+        ) {
             resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
         resp
     }
@@ -289,7 +298,11 @@ async fn handle(st: &HttpState, req: Request) -> Result<(Encoding, IngestReport)
         peer,
         source,
     };
-    Ok((encoding, reservation.ingest(&request, &ctx)))
+    let report = reservation
+        .ingest(&request, &ctx)
+        .await
+        .map_err(|source| HttpError::Ingest { source, encoding })?;
+    Ok((encoding, report))
 }
 
 enum BodyError {

@@ -4,35 +4,42 @@ use std::io::Write;
 use std::sync::Arc;
 
 use axum::body::Body;
-use calltrail_retention::{Layout, StoreConfig, StoreWriter};
-use calltrail_schemas::Attributor;
+use calltrail_retention::StoreConfig;
 use http::Request;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use tower::ServiceExt;
 
 use super::*;
+use crate::test_stack::{self, Stack};
+use crate::wal::WalConfig;
 
 const LIMIT: usize = 64 * 1024;
 
 struct Fixture {
     app: Router,
-    _writer: StoreWriter,
+    stack: Stack,
     _dir: tempfile::TempDir,
 }
 
-fn fixture(queue_capacity: usize) -> Fixture {
+async fn fixture(queue_capacity: usize) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = StoreConfig {
+    let wal = WalConfig {
         queue_capacity,
+        ..WalConfig::default()
+    };
+    let store = StoreConfig {
         flush_interval_ms: 3_600_000,
         ..Default::default()
     };
-    let writer = StoreWriter::spawn(cfg, Arc::new(Layout::new(dir.path(), "t"))).unwrap();
-    let pipeline = Pipeline::new(Arc::new(Attributor::default()), writer.handle());
+    let stack = test_stack::start(dir.path(), wal, store).await;
     Fixture {
-        app: router(pipeline, LIMIT, Arc::new(Authenticator::open())),
-        _writer: writer,
+        app: router(
+            stack.pipeline.clone(),
+            LIMIT,
+            Arc::new(Authenticator::open()),
+        ),
+        stack,
         _dir: dir,
     }
 }
@@ -103,7 +110,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 
 #[tokio::test]
 async fn protobuf_ok_and_partial_success() {
-    let f = fixture(64);
+    let f = fixture(64).await;
     let (status, headers, body) = post(
         &f.app,
         "application/x-protobuf",
@@ -145,7 +152,7 @@ async fn protobuf_ok_and_partial_success() {
 
 #[tokio::test]
 async fn json_ok_and_json_errors_name_the_path() {
-    let f = fixture(64);
+    let f = fixture(64).await;
     let body = format!(
         r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"traceId":"0102030405060708090a0b0c0d0e0f10","spanId":"0102030405060708","name":"tools/call x","kind":2,"startTimeUnixNano":"{0}","endTimeUnixNano":"{0}","attributes":[{{"key":"mcp.method.name","value":{{"stringValue":"tools/call"}}}}]}}]}}]}}]}}"#,
         now()
@@ -182,7 +189,7 @@ async fn json_ok_and_json_errors_name_the_path() {
 
 #[tokio::test]
 async fn wrong_type_truncated_and_oversized_bodies() {
-    let f = fixture(64);
+    let f = fixture(64).await;
     let (status, _, body) = post(&f.app, "text/plain", None, b"hi".to_vec()).await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(String::from_utf8_lossy(&body).contains("text/plain"));
@@ -235,30 +242,28 @@ async fn wrong_type_truncated_and_oversized_bodies() {
 }
 
 #[tokio::test]
-async fn busy_writer_answers_503_with_retry_after() {
-    // Capacity 1 and a writer that never flushes by age: the queue fills within a few requests.
-    let f = fixture(1);
-    let mut saw_busy = false;
-    for i in 0..200u8 {
-        let (status, headers, _) = post(
-            &f.app,
-            "application/x-protobuf",
-            None,
-            request(vec![span(i.max(1), now())]).encode_to_vec(),
-        )
-        .await;
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            assert_eq!(headers[header::RETRY_AFTER], "1");
-            saw_busy = true;
-            break;
-        }
-        assert_eq!(status, StatusCode::OK);
-    }
-    assert!(saw_busy);
+async fn a_full_log_queue_answers_429_with_retry_after() {
+    // Capacity 1, taken by a request that is still being decoded.
+    let f = fixture(1).await;
+    let body = || request(vec![span(1, now())]).encode_to_vec();
+    let held = f.stack.pipeline.reserve().unwrap();
+    let (status, headers, msg) = post(&f.app, "application/x-protobuf", None, body()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers[header::RETRY_AFTER], "1");
+    assert_eq!(
+        RpcStatus::decode(msg).unwrap().code,
+        8,
+        "RESOURCE_EXHAUSTED in the Status body"
+    );
+    drop(held);
+    let (status, _, _) = post(&f.app, "application/x-protobuf", None, body()).await;
+    assert_eq!(status, StatusCode::OK, "room again once the slot is free");
+    let stats = f.stack.shutdown().await;
+    assert_eq!(stats.rows.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
 
-/// A router that requires the token `t0k` (source `gw-1`), with its writer and store.
-fn authed_app() -> (Router, StoreWriter, tempfile::TempDir) {
+/// A router that requires the token `t0k` (source `gw-1`), with its stack and store.
+async fn authed_app() -> (Router, Stack, tempfile::TempDir) {
     use crate::auth::{AuthConfig, AuthMode, Authenticator, TokenEntry, token_sha256};
     let config = AuthConfig {
         mode: AuthMode::Required,
@@ -269,23 +274,18 @@ fn authed_app() -> (Router, StoreWriter, tempfile::TempDir) {
         }],
     };
     let dir = tempfile::tempdir().unwrap();
-    let writer = StoreWriter::spawn(
-        StoreConfig::default(),
-        Arc::new(Layout::new(dir.path(), "t")),
-    )
-    .unwrap();
-    let pipeline = Pipeline::new(Arc::new(Attributor::default()), writer.handle());
+    let stack = test_stack::start(dir.path(), WalConfig::default(), StoreConfig::default()).await;
     let app = router(
-        pipeline,
+        stack.pipeline.clone(),
         LIMIT,
         Arc::new(Authenticator::new(&config, false).unwrap()),
     );
-    (app, writer, dir)
+    (app, stack, dir)
 }
 
 #[tokio::test]
 async fn tokens_are_checked_before_anything_else() {
-    let (app, writer, _dir) = authed_app();
+    let (app, stack, _dir) = authed_app().await;
     let body = request(vec![span(1, now())]).encode_to_vec();
     let send = |auth: Option<&'static str>, ctype: &'static str| {
         let mut b = Request::post("/v1/traces").header(header::CONTENT_TYPE, ctype);
@@ -307,7 +307,8 @@ async fn tokens_are_checked_before_anything_else() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let stats = writer.shutdown().await;
+    drop(app);
+    let stats = stack.shutdown().await;
     assert_eq!(
         stats.rows.load(std::sync::atomic::Ordering::Relaxed),
         1,
@@ -317,18 +318,20 @@ async fn tokens_are_checked_before_anything_else() {
 
 #[tokio::test]
 async fn health_and_readiness_need_no_token() {
-    let (app, writer, _dir) = authed_app();
+    let (app, stack, _dir) = authed_app().await;
     let get = |path: &'static str| {
         app.clone()
             .oneshot(Request::get(path).body(Body::empty()).unwrap())
     };
     assert_eq!(get("/healthz").await.unwrap().status(), StatusCode::OK);
     assert_eq!(get("/readyz").await.unwrap().status(), StatusCode::OK);
-    writer.shutdown().await;
+    let pipeline = stack.pipeline.clone();
+    stack.shutdown().await;
+    assert!(!pipeline.is_ready());
     assert_eq!(get("/healthz").await.unwrap().status(), StatusCode::OK);
     assert_eq!(
         get("/readyz").await.unwrap().status(),
         StatusCode::SERVICE_UNAVAILABLE,
-        "not ready once the writer stopped"
+        "not ready once the log stopped"
     );
 }

@@ -1,28 +1,33 @@
-//! The protocol-independent ingest path: decoded request → records → store writer, and the
-//! report each receiver turns into its OTLP response.
+//! The protocol-independent ingest path: decoded request → attributed records → write-ahead log
+//! (acknowledged once durable) → store writer, and the report each receiver turns into its OTLP
+//! response.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use calltrail_retention::{QueueSlot, SubmitError, WriteBatch, WriterHandle};
-use calltrail_schemas::{Attributor, IngestContext, map_request, span_count};
+use calltrail_retention::WriteBatch;
+use calltrail_schemas::{Attributor, IngestContext, codec, map_request, span_count};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+use crate::wal::{AppendError, WalHandle, WalSlot};
 
 /// Ingest counters, readable by metrics and benchmarks.
 #[derive(Debug, Default)]
 pub struct IngestStats {
     /// Spans received in well-formed requests.
     pub spans_received: AtomicU64,
-    /// MCP operation records accepted.
+    /// MCP operation records accepted (durable in the write-ahead log).
     pub tool_calls: AtomicU64,
-    /// LLM inference records accepted.
+    /// LLM inference records accepted (durable in the write-ahead log).
     pub llm_calls: AtomicU64,
     /// Valid spans that are neither, counted and dropped.
     pub skipped: AtomicU64,
     /// Spans rejected as unusable (bad ids, absurd timestamps).
     pub rejected: AtomicU64,
-    /// Requests refused because the writer was behind.
+    /// Requests refused because the write-ahead log was behind (queue full).
     pub refused_busy: AtomicU64,
+    /// Requests refused because the log could not write (disk full, I/O error).
+    pub refused_unavailable: AtomicU64,
     /// Requests refused as malformed (decode errors, wrong type, too large).
     pub refused_malformed: AtomicU64,
 }
@@ -36,38 +41,56 @@ pub struct IngestReport {
     pub message: Option<String>,
 }
 
-/// Why a whole request was not accepted.
+/// Why a whole request was not accepted. Every variant is retryable.
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
-    /// The store writer is behind: the client should retry later.
+    /// The write-ahead log is behind: the client should retry later.
     #[error("Calltrail is busy writing; retry later")]
     Busy,
-    /// The store writer has stopped (shutting down).
+    /// The log has stopped (shutting down).
     #[error("Calltrail is shutting down; retry later")]
     ShuttingDown,
+    /// The log cannot write (disk full, I/O error); nothing of the request was kept.
+    #[error("Calltrail cannot store data right now ({0}); retry later")]
+    Unavailable(String),
+}
+
+impl From<AppendError> for IngestError {
+    fn from(e: AppendError) -> Self {
+        match e {
+            AppendError::Busy(_) => IngestError::Busy,
+            AppendError::Closed => IngestError::ShuttingDown,
+            AppendError::Io(m) => IngestError::Unavailable(m),
+        }
+    }
 }
 
 /// The shared ingest path.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
     attributor: Arc<Attributor>,
-    writer: WriterHandle,
+    wal: WalHandle,
     stats: Arc<IngestStats>,
 }
 
 impl Pipeline {
-    /// A pipeline feeding `writer`.
-    pub fn new(attributor: Arc<Attributor>, writer: WriterHandle) -> Self {
+    /// A pipeline appending to the write-ahead log behind `wal`.
+    pub fn new(attributor: Arc<Attributor>, wal: WalHandle) -> Self {
         Self {
             attributor,
-            writer,
+            wal,
             stats: Arc::default(),
         }
     }
 
-    /// True while records can be accepted: the store writer is running.
+    /// True while records can be accepted: the write-ahead log is running.
     pub fn is_ready(&self) -> bool {
-        self.writer.is_open()
+        self.wal.is_open()
+    }
+
+    /// The write-ahead log this pipeline appends to.
+    pub fn wal(&self) -> &WalHandle {
+        &self.wal
     }
 
     /// The ingest counters.
@@ -80,15 +103,12 @@ impl Pipeline {
         self.stats.refused_malformed.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Reserves room in the writer's queue for one request. Receivers call it before decoding,
+    /// Reserves room in the log's queue for one request. Receivers call it before decoding,
     /// so that a refusal under load costs next to nothing.
     pub fn reserve(&self) -> Result<Reservation<'_>, IngestError> {
-        let slot = self.writer.try_reserve().map_err(|e| {
+        let slot = self.wal.try_reserve().map_err(|e| {
             self.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
-            match e {
-                SubmitError::Full => IngestError::Busy,
-                SubmitError::Closed => IngestError::ShuttingDown,
-            }
+            IngestError::from(e)
         })?;
         Ok(Reservation {
             pipeline: self,
@@ -97,19 +117,24 @@ impl Pipeline {
     }
 }
 
-/// Room in the writer's queue for one decoded request.
+/// Room in the log's queue for one decoded request.
 #[derive(Debug)]
 pub struct Reservation<'a> {
     pipeline: &'a Pipeline,
-    slot: QueueSlot,
+    slot: WalSlot,
 }
 
 impl Reservation<'_> {
-    /// Maps and attributes a request and hands its records to the writer.
+    /// Maps and attributes a request and appends its records to the write-ahead log.
     ///
-    /// The request is acknowledged once the writer has queued it; nothing of a refused request
-    /// is kept, so the client's retry cannot duplicate it.
-    pub fn ingest(self, req: &ExportTraceServiceRequest, ctx: &IngestContext) -> IngestReport {
+    /// Resolves once the records are durable per the fsync policy: only then may the receiver
+    /// acknowledge. On error nothing of the request was acknowledged, and a retry that
+    /// duplicates records the log did keep is dropped by the writer's duplicate filter.
+    pub async fn ingest(
+        self,
+        req: &ExportTraceServiceRequest,
+        ctx: &IngestContext,
+    ) -> Result<IngestReport, IngestError> {
         let p = self.pipeline;
         let spans = span_count(req);
         let mapped = map_request(req, ctx, &p.attributor);
@@ -119,24 +144,37 @@ impl Reservation<'_> {
         };
         let s = &p.stats;
         s.spans_received.fetch_add(spans as u64, Ordering::Relaxed);
-        s.tool_calls
-            .fetch_add(mapped.tool_calls.len() as u64, Ordering::Relaxed);
-        s.llm_calls
-            .fetch_add(mapped.llm_calls.len() as u64, Ordering::Relaxed);
         s.skipped.fetch_add(mapped.skipped_spans, Ordering::Relaxed);
         s.rejected
             .fetch_add(mapped.rejected.len() as u64, Ordering::Relaxed);
-        let batch = WriteBatch {
-            tool_calls: mapped.tool_calls,
-            llm_calls: mapped.llm_calls,
-        };
-        if !batch.is_empty() {
-            self.slot.submit(batch);
-        }
         if let Some(m) = &report.message {
             tracing::warn!(protocol = ctx.protocol, peer = ?ctx.peer, rejected = report.rejected_spans, "Rejected unusable spans: {m}");
         }
-        report
+        if mapped.tool_calls.is_empty() && mapped.llm_calls.is_empty() {
+            return Ok(report);
+        }
+        let (tools, llms) = (mapped.tool_calls.len(), mapped.llm_calls.len());
+        let payload = codec::encode_batch(&mapped.tool_calls, &mapped.llm_calls);
+        let batch = WriteBatch {
+            wal_seq: 0,
+            tool_calls: mapped.tool_calls,
+            llm_calls: mapped.llm_calls,
+        };
+        match self.slot.append(payload, batch).await {
+            Ok(_) => {
+                s.tool_calls.fetch_add(tools as u64, Ordering::Relaxed);
+                s.llm_calls.fetch_add(llms as u64, Ordering::Relaxed);
+                Ok(report)
+            }
+            Err(e) => {
+                let counter = match e {
+                    AppendError::Io(_) => &s.refused_unavailable,
+                    _ => &s.refused_busy,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                Err(e.into())
+            }
+        }
     }
 }
 

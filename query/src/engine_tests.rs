@@ -18,26 +18,28 @@ fn sample(name: &str) -> ExportTraceServiceRequest {
     ExportTraceServiceRequest::decode(std::fs::read(path).unwrap().as_slice()).unwrap()
 }
 
-/// Writes requests to a fresh store through the real writer.
+/// Writes requests to a fresh store through the real writer, with its duplicate filter off so
+/// that retries reach Parquet as they would after the filter's window (the view must fold them).
 async fn store_requests(
     requests: impl IntoIterator<Item = ExportTraceServiceRequest>,
 ) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    let w = StoreWriter::spawn(
-        StoreConfig::default(),
-        Arc::new(Layout::new(dir.path(), "t")),
-    )
-    .unwrap();
+    let config = StoreConfig {
+        dedup_window: 0,
+        ..StoreConfig::default()
+    };
+    let w = StoreWriter::spawn(config, Arc::new(Layout::new(dir.path(), "t"))).unwrap();
     let ctx = IngestContext {
         observed_time_ns: 1_800_000_000_000_000_000,
         protocol: "test",
         peer: None,
         source: None,
     };
-    for req in requests {
+    for (seq, req) in (1..).zip(requests) {
         let m = map_request(&req, &ctx, &Attributor::default());
         w.handle()
             .try_submit(WriteBatch {
+                wal_seq: seq,
                 tool_calls: m.tool_calls,
                 llm_calls: m.llm_calls,
             })

@@ -19,6 +19,9 @@ pub struct StoreConfig {
     pub queue_capacity: usize,
     /// Zstandard level of Parquet pages (1 = fastest). Default 1.
     pub zstd_level: i32,
+    /// Event ids remembered to drop exporter retries before they reach Parquet (about 40 bytes
+    /// each); 0 turns the filter off. Default 524288.
+    pub dedup_window: usize,
 }
 
 impl Default for StoreConfig {
@@ -28,6 +31,7 @@ impl Default for StoreConfig {
             flush_max_rows: 32_768,
             queue_capacity: 128,
             zstd_level: 1,
+            dedup_window: 524_288,
         }
     }
 }
@@ -49,6 +53,9 @@ impl StoreConfig {
         }
         if !(1..=1_000_000).contains(&self.queue_capacity) {
             return bad("queue_capacity", "must be between 1 and 1000000");
+        }
+        if self.dedup_window > 100_000_000 {
+            return bad("dedup_window", "must be at most 100000000");
         }
         if !(1..=22).contains(&self.zstd_level) {
             return bad("zstd_level", "must be between 1 and 22");

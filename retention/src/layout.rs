@@ -74,11 +74,27 @@ impl Layout {
         self.table_dir(table).join(p.path())
     }
 
-    /// A new, unique file name: `<unix ms>-<writer id>-<seq>.parquet`, so names sort by write time.
-    pub fn next_file_name(&self, now_ms: i64) -> String {
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
-        format!("{now_ms:013}-{}-{seq:06}.parquet", self.writer_id)
+    /// A new, unique file name for records from write-ahead-log frames `first..=last`:
+    /// `<unix ms>-<writer id>-<n>-<first>-<last>.parquet`. Names sort by write time, and the
+    /// frame range tells recovery which records a file already holds ([`parse_wal_range`]).
+    pub fn next_file_name(&self, now_ms: i64, first: u64, last: u64) -> String {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        format!(
+            "{now_ms:013}-{}-{n:06}-{first:012}-{last:012}.parquet",
+            self.writer_id
+        )
     }
+}
+
+/// The write-ahead-log frame range `(first, last)` in a file name made by
+/// [`Layout::next_file_name`]; `None` for other names.
+pub fn parse_wal_range(file_name: &str) -> Option<(u64, u64)> {
+    let stem = file_name.strip_suffix(".parquet")?;
+    let mut parts = stem.rsplitn(3, '-');
+    let last = parts.next()?.parse().ok()?;
+    let first = parts.next()?.parse().ok()?;
+    parts.next()?;
+    (first <= last).then_some((first, last))
 }
 
 #[cfg(test)]
@@ -100,11 +116,18 @@ mod tests {
     #[test]
     fn file_names_are_unique_and_sortable() {
         let l = Layout::new("/d", "abcd");
-        let a = l.next_file_name(5);
-        let b = l.next_file_name(5);
+        let a = l.next_file_name(5, 3, 9);
+        let b = l.next_file_name(5, 3, 9);
         assert_ne!(a, b);
         assert!(a < b);
-        assert_eq!(a, "0000000000005-abcd-000000.parquet");
+        assert_eq!(
+            a,
+            "0000000000005-abcd-000000-000000000003-000000000009.parquet"
+        );
+        assert_eq!(parse_wal_range(&a), Some((3, 9)));
+        assert_eq!(parse_wal_range("0000000000005-abcd-000001.parquet"), None);
+        assert_eq!(parse_wal_range("x-9-3.parquet"), None, "first after last");
+        assert_eq!(parse_wal_range("notes.txt"), None);
         assert_eq!(
             l.partition_dir("tool_calls", Partition::of(0)),
             PathBuf::from("/d/tool_calls/date=1970-01-01/hour=00")

@@ -5,15 +5,20 @@
 //! - [`config`]: the `[store]` configuration section;
 //! - [`layout`]: where files go;
 //! - [`parquet_file`]: one atomic Parquet file write;
-//! - [`writer`]: the background task that batches records by size or age and flushes them.
+//! - [`writer`]: the background task that batches records by size or age and flushes them;
+//! - [`dedup`]: the window of recent event ids that drops exporter retries;
+//! - [`sealed`]: which replayed write-ahead-log records are already in sealed files.
 
 pub mod config;
+pub mod dedup;
 pub mod layout;
 pub mod parquet_file;
+pub mod sealed;
 pub mod writer;
 
 pub use config::StoreConfig;
-pub use layout::Layout;
+pub use layout::{Layout, Partition};
+pub use sealed::SealedIndex;
 pub use writer::{QueueSlot, StoreStats, StoreWriter, SubmitError, WriteBatch, WriterHandle};
 
 use std::path::PathBuf;

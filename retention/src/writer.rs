@@ -14,17 +14,22 @@ use std::time::Duration;
 use arrow::array::RecordBatch;
 use calltrail_schemas::arrow_schema::{self, LLM_CALLS, SCHEMA_VERSION_KEY, TABLE_KEY, TOOL_CALLS};
 use calltrail_schemas::{LlmCall, SCHEMA_VERSION, ToolCall};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until};
 
+use crate::dedup::DedupWindow;
 use crate::layout::{Layout, Partition};
 use crate::parquet_file::{ensure_dir, write_atomic, writer_properties};
 use crate::{Error, Result, StoreConfig};
 
-/// Records from one ingest request.
+/// Records from one ingest request: one write-ahead-log frame.
 #[derive(Debug, Default)]
 pub struct WriteBatch {
+    /// Sequence number of the write-ahead-log frame holding these records. Batches must be
+    /// submitted in increasing `wal_seq` order; the writer reports the highest one sealed
+    /// ([`StoreWriter::flushed`]) and names each file after the range it holds.
+    pub wal_seq: u64,
     /// Tool-call records.
     pub tool_calls: Vec<ToolCall>,
     /// LLM inference records.
@@ -56,6 +61,8 @@ pub struct StoreStats {
     pub pending_rows: AtomicU64,
     /// Failed flush attempts (each retried).
     pub write_errors: AtomicU64,
+    /// Records dropped as repeats of a recently written event id (exporter retries).
+    pub duplicates: AtomicU64,
 }
 
 /// Why a submission was refused.
@@ -98,6 +105,17 @@ impl WriterHandle {
         Ok(())
     }
 
+    /// Queues records, waiting for room. For the write-ahead log's own thread only: it must not
+    /// be called from an async task.
+    pub fn submit_blocking(&self, batch: WriteBatch) -> Result<(), SubmitError> {
+        let rows = batch.len() as u64;
+        self.stats.pending_rows.fetch_add(rows, Ordering::Relaxed);
+        self.tx.blocking_send(batch).map_err(|_| {
+            self.stats.pending_rows.fetch_sub(rows, Ordering::Relaxed);
+            SubmitError::Closed
+        })
+    }
+
     /// True while the writer takes records (false once it is shutting down or has stopped).
     pub fn is_open(&self) -> bool {
         !self.tx.is_closed()
@@ -132,12 +150,15 @@ pub struct StoreWriter {
     handle: WriterHandle,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<()>,
+    flushed: watch::Receiver<u64>,
 }
 
 #[derive(Default)]
 struct Buffer {
     tool_calls: Vec<ToolCall>,
     llm_calls: Vec<LlmCall>,
+    /// First and last `wal_seq` of the batches taken in, duplicates and empty ones included.
+    frames: Option<(u64, u64)>,
 }
 
 impl Buffer {
@@ -155,13 +176,28 @@ impl StoreWriter {
         }
         let (tx, rx) = mpsc::channel(config.queue_capacity);
         let (shutdown, shutdown_rx) = oneshot::channel();
+        let (flushed_tx, flushed) = watch::channel(0);
         let stats = Arc::new(StoreStats::default());
-        let task = tokio::spawn(run(config, layout, rx, shutdown_rx, Arc::clone(&stats)));
+        let task = tokio::spawn(run(
+            config,
+            layout,
+            rx,
+            shutdown_rx,
+            Arc::clone(&stats),
+            Arc::new(flushed_tx),
+        ));
         Ok(Self {
             handle: WriterHandle { tx, stats },
             shutdown,
             task,
+            flushed,
         })
+    }
+
+    /// The highest `wal_seq` whose records (and those of every earlier batch) are in sealed
+    /// Parquet files: the write-ahead log may be checkpointed up to it.
+    pub fn flushed(&self) -> watch::Receiver<u64> {
+        self.flushed.clone()
     }
 
     /// A handle for submitting records.
@@ -185,8 +221,10 @@ async fn run(
     mut rx: mpsc::Receiver<WriteBatch>,
     mut shutdown: oneshot::Receiver<()>,
     stats: Arc<StoreStats>,
+    flushed: Arc<watch::Sender<u64>>,
 ) {
     let interval = Duration::from_millis(config.flush_interval_ms);
+    let mut dedup = DedupWindow::new(config.dedup_window);
     let mut buf = Buffer::default();
     let mut oldest: Option<Instant> = None;
     // One flush runs while the next buffer fills, so encoding never stalls the queue; a second
@@ -199,6 +237,7 @@ async fn run(
             Arc::clone(&layout),
             pending,
             Arc::clone(&stats),
+            Arc::clone(&flushed),
         );
         *in_flight = Some(tokio::spawn(job));
     };
@@ -209,13 +248,13 @@ async fn run(
             _ = &mut shutdown => {
                 rx.close();
                 while let Some(b) = rx.recv().await {
-                    push(&mut buf, b);
+                    push(&mut buf, b, &mut dedup, &stats);
                 }
                 break;
             }
             msg = rx.recv() => match msg {
                 Some(b) => {
-                    push(&mut buf, b);
+                    push(&mut buf, b, &mut dedup, &stats);
                     oldest.get_or_insert_with(Instant::now);
                     if buf.len() >= config.flush_max_rows {
                         wait(in_flight.take()).await;
@@ -245,9 +284,26 @@ async fn wait(job: Option<JoinHandle<()>>) {
     }
 }
 
-fn push(buf: &mut Buffer, b: WriteBatch) {
-    buf.tool_calls.extend(b.tool_calls);
-    buf.llm_calls.extend(b.llm_calls);
+fn push(buf: &mut Buffer, b: WriteBatch, dedup: &mut DedupWindow, stats: &StoreStats) {
+    let offered = b.len();
+    let held = buf.len();
+    let first = buf.frames.map_or(b.wal_seq, |(first, _)| first);
+    buf.frames = Some((first, b.wal_seq));
+    buf.tool_calls.extend(
+        b.tool_calls
+            .into_iter()
+            .filter(|r| dedup.insert(&r.event_id)),
+    );
+    buf.llm_calls.extend(
+        b.llm_calls
+            .into_iter()
+            .filter(|r| dedup.insert(&r.event_id)),
+    );
+    let dropped = (offered - (buf.len() - held)) as u64;
+    if dropped > 0 {
+        stats.duplicates.fetch_add(dropped, Ordering::Relaxed);
+        stats.pending_rows.fetch_sub(dropped, Ordering::Relaxed);
+    }
 }
 
 /// Writes the buffer, retrying with capped backoff until it succeeds. Partitions already
@@ -257,15 +313,18 @@ async fn flush(
     layout: Arc<Layout>,
     mut pending: Buffer,
     stats: Arc<StoreStats>,
+    flushed: Arc<watch::Sender<u64>>,
 ) {
+    let frames = pending.frames;
     let mut backoff = Duration::from_millis(100);
     while pending.len() > 0 {
         let (cfg, lay, st) = (config.clone(), Arc::clone(&layout), Arc::clone(&stats));
         let outcome =
             tokio::task::spawn_blocking(move || write_buffer(&cfg, &lay, pending, &st)).await;
         match outcome {
-            Ok(Ok(())) => return,
-            Ok(Err((e, rest))) => {
+            Ok(Ok(())) => break,
+            Ok(Err(failed)) => {
+                let (e, rest) = *failed;
                 stats.write_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(error = %e, records = rest.len(), retry_in_ms = backoff.as_millis() as u64,
                     "Writing Parquet failed; the records are kept and the write will be retried.");
@@ -275,10 +334,20 @@ async fn flush(
             }
             Err(e) => {
                 // A panic in the encoder is a bug; the records it held are lost to this process.
+                // The frames stay in the write-ahead log, which replays them on restart.
                 tracing::error!(error = %e, "The Parquet write task panicked.");
                 return;
             }
         }
+    }
+    if let Some((_, last)) = frames {
+        flushed.send_if_modified(|v| {
+            let newer = last > *v;
+            if newer {
+                *v = last;
+            }
+            newer
+        });
     }
 }
 
@@ -299,10 +368,12 @@ fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
-fn metadata(table: &str) -> Vec<(String, String)> {
+fn metadata(table: &str, (first, last): (u64, u64)) -> Vec<(String, String)> {
     vec![
         (SCHEMA_VERSION_KEY.into(), SCHEMA_VERSION.to_string()),
         (TABLE_KEY.into(), table.into()),
+        ("calltrail.wal.first_seq".into(), first.to_string()),
+        ("calltrail.wal.last_seq".into(), last.to_string()),
     ]
 }
 
@@ -313,10 +384,12 @@ fn start_time_index(schema: &arrow::datatypes::Schema) -> usize {
 
 /// Writes each partition of one table to its own file. On failure, returns the error and the
 /// partitions already written, so a retry does not write them twice.
+#[allow(clippy::too_many_arguments)] // one call per table; a struct would only rename them
 fn write_table<T>(
     config: &StoreConfig,
     layout: &Layout,
     table: &str,
+    frames: (u64, u64),
     rows: &[T],
     time: fn(&T) -> i64,
     build: fn(&[&T]) -> Result<RecordBatch, arrow::error::ArrowError>,
@@ -330,11 +403,11 @@ fn write_table<T>(
             let props = writer_properties(
                 config.zstd_level,
                 start_time_index(&batch.schema()),
-                metadata(table),
+                metadata(table, frames),
             )?;
             write_atomic(
                 &layout.partition_dir(table, p),
-                &layout.next_file_name(now_ms()),
+                &layout.next_file_name(now_ms(), frames.0, frames.1),
                 &batch,
                 props,
             )
@@ -355,13 +428,15 @@ fn write_buffer(
     layout: &Layout,
     mut buf: Buffer,
     stats: &StoreStats,
-) -> Result<(), (Error, Buffer)> {
+) -> Result<(), Box<(Error, Buffer)>> {
     let tool_time: fn(&ToolCall) -> i64 = |r| r.start_time_ns;
     let llm_time: fn(&LlmCall) -> i64 = |r| r.start_time_ns;
+    let frames = buf.frames.unwrap_or_default();
     if let Err((e, done)) = write_table(
         config,
         layout,
         TOOL_CALLS,
+        frames,
         &buf.tool_calls,
         tool_time,
         arrow_schema::tool_calls_batch,
@@ -369,13 +444,14 @@ fn write_buffer(
     ) {
         buf.tool_calls
             .retain(|r| !done.contains(&Partition::of(r.start_time_ns)));
-        return Err((e, buf));
+        return Err(Box::new((e, buf)));
     }
     buf.tool_calls.clear();
     if let Err((e, done)) = write_table(
         config,
         layout,
         LLM_CALLS,
+        frames,
         &buf.llm_calls,
         llm_time,
         arrow_schema::llm_calls_batch,
@@ -383,7 +459,7 @@ fn write_buffer(
     ) {
         buf.llm_calls
             .retain(|r| !done.contains(&Partition::of(r.start_time_ns)));
-        return Err((e, buf));
+        return Err(Box::new((e, buf)));
     }
     Ok(())
 }

@@ -87,6 +87,7 @@ async fn shutdown_flushes_into_hour_partitions_sorted_by_time() {
     let rows = vec![call(1, T0 + 5), call(2, T0 + HOUR_NS), call(3, T0 + 1)];
     w.handle()
         .try_submit(WriteBatch {
+            wal_seq: 1,
             tool_calls: rows,
             llm_calls: vec![],
         })
@@ -148,6 +149,7 @@ async fn age_flush_makes_data_visible_without_shutdown() {
     let w = StoreWriter::spawn(cfg, Arc::new(Layout::new(dir.path(), "t"))).unwrap();
     w.handle()
         .try_submit(WriteBatch {
+            wal_seq: 1,
             tool_calls: vec![call(1, T0)],
             llm_calls: vec![],
         })
@@ -175,6 +177,7 @@ async fn full_queue_pushes_back() {
     for i in 0..100 {
         if matches!(
             h.try_submit(WriteBatch {
+                wal_seq: 1,
                 tool_calls: vec![call(i, T0)],
                 llm_calls: vec![]
             }),
@@ -201,6 +204,7 @@ async fn failed_writes_keep_records_and_retry() {
     std::fs::write(&blocker, b"not a directory").unwrap();
     w.handle()
         .try_submit(WriteBatch {
+            wal_seq: 1,
             tool_calls: vec![call(1, T0)],
             llm_calls: vec![],
         })

@@ -8,11 +8,13 @@
 //! - [`attribution`]: who made a call (principal, team, tenant, cost centre), `docs/specs/attribution.md`;
 //! - [`catalog`]: the operation class (read, write, delete, admin) of a tool;
 //! - [`outcome`]: ok / tool_error / protocol_error / denied from a span's error signals;
+//! - [`codec`]: the deterministic binary encoding of records that the write-ahead log stores;
 //! - [`sensitive`]: what is kept of tool arguments and results.
 
 pub mod arrow_schema;
 pub mod attribution;
 pub mod catalog;
+pub mod codec;
 mod glob;
 pub mod mapping;
 pub mod otlp_value;

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use calltrail_collector::{Pipeline, Receivers};
+use calltrail_collector::wal::{self, RecoveryReport, WalStats};
+use calltrail_collector::{Pipeline, Receivers, WalWriter};
 use calltrail_retention::{Layout, StoreWriter};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -37,6 +38,56 @@ fn writer_id() -> String {
     format!("{:04x}{:04x}", std::process::id() & 0xffff, nanos & 0xffff)
 }
 
+/// Holds an exclusive lock on the data directory's log for the life of the process: two
+/// servers appending to one log would corrupt it.
+fn lock_data_dir(wal_dir: &Path) -> Result<std::fs::File> {
+    let path = wal_dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "data_dir: {} is in use by another calltrail process",
+            wal_dir.parent().unwrap_or(wal_dir).display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
+/// Says what recovery found: quietly when the last stop was clean, loudly when data was cut.
+fn log_recovery(report: &RecoveryReport, already_stored: u64) {
+    if let Some(e) = &report.checkpoint_error {
+        tracing::warn!(error = %e, "The write-ahead-log checkpoint was unreadable; replaying the whole log (records already in Parquet are recognised and skipped).");
+    }
+    for cut in &report.cuts {
+        tracing::warn!(segment = %cut.segment.display(), offset = cut.offset, bytes = cut.bytes,
+            damage = cut.damage.as_str(), quarantined = %cut.quarantined.display(),
+            "Write-ahead-log recovery cut a damaged tail.");
+    }
+    if report.replayed > 0 || !report.cuts.is_empty() || report.undecodable > 0 {
+        tracing::warn!(
+            replayed_frames = report.replayed,
+            records_already_stored = already_stored,
+            damaged_tails = report.cuts.len(),
+            undecodable_frames = report.undecodable,
+            checkpoint = report.checkpoint,
+            "Recovered the write-ahead log after an unclean stop."
+        );
+    } else {
+        tracing::info!(
+            checkpoint = report.checkpoint,
+            segments = report.segments,
+            "Write-ahead log clean."
+        );
+    }
+}
+
 fn write_ready_file(path: &Path, receivers: &Receivers, data_dir: &Path) -> Result<()> {
     let body = serde_json::json!({
         "grpc": receivers.grpc_addr.to_string(),
@@ -64,9 +115,29 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("data_dir: cannot create {}", config.data_dir.display()))?;
 
+    let wal_dir = config.data_dir.join("wal");
+    std::fs::create_dir_all(&wal_dir)
+        .with_context(|| format!("data_dir: cannot create {}", wal_dir.display()))?;
+    let _lock = lock_data_dir(&wal_dir)?;
+
     let layout = Arc::new(Layout::new(&config.data_dir, writer_id()));
     let writer = StoreWriter::spawn(config.store.clone(), layout)?;
-    let pipeline = Pipeline::new(attributor, writer.handle());
+    let report = {
+        let (dir, data, sink) = (wal_dir.clone(), config.data_dir.clone(), writer.handle());
+        tokio::task::spawn_blocking(move || wal::recover_into(&dir, &data, &sink)).await??
+    };
+    log_recovery(&report.0, report.1);
+    let wal_stats = Arc::new(WalStats::after_recovery(&wal_dir, &report.0));
+    let checkpointer =
+        wal::spawn_checkpointer(wal_dir.clone(), writer.flushed(), Arc::clone(&wal_stats));
+    let wal = WalWriter::start(
+        wal_dir,
+        config.wal.clone(),
+        report.0.next_seq,
+        writer.handle(),
+        wal_stats,
+    )?;
+    let pipeline = Pipeline::new(attributor, wal.handle());
     let receivers = Receivers::start(&config.receivers, auth, pipeline.clone()).await?;
     if let Some(p) = &args.ready_file {
         write_ready_file(p, &receivers, &config.data_dir)?;
@@ -87,7 +158,12 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let drained = tokio::time::timeout(deadline, async {
         receivers.shutdown().await;
         drop(pipeline);
-        writer.shutdown().await
+        wal.shutdown().await;
+        let stats = writer.shutdown().await;
+        if let Err(e) = checkpointer.await {
+            tracing::error!(error = %e, "The checkpoint task failed.");
+        }
+        stats
     })
     .await;
     match drained {
