@@ -14,6 +14,10 @@ pub struct ReceiverConfig {
     pub http_addr: SocketAddr,
     /// Largest accepted request body in bytes, compressed or decompressed. Default 16 MiB.
     pub max_body_bytes: usize,
+    /// Memory for requests in flight (bodies, decoded requests, records, log frames), in MiB.
+    /// Requests past it are refused with a retryable error. Must hold at least one request of
+    /// `max_body_bytes` (4 × its size). Default 256.
+    pub memory_budget_mib: usize,
 }
 
 impl Default for ReceiverConfig {
@@ -22,6 +26,7 @@ impl Default for ReceiverConfig {
             grpc_addr: SocketAddr::from(([127, 0, 0, 1], 4317)),
             http_addr: SocketAddr::from(([127, 0, 0, 1], 4318)),
             max_body_bytes: 16 * 1024 * 1024,
+            memory_budget_mib: 256,
         }
     }
 }
@@ -33,6 +38,13 @@ impl ReceiverConfig {
             return Err((
                 "receivers.max_body_bytes".into(),
                 "must be between 1024 and 1073741824".into(),
+            ));
+        }
+        let min = (self.max_body_bytes * crate::admission::EXPANSION).div_ceil(1 << 20);
+        if !(min..=1 << 20).contains(&self.memory_budget_mib) {
+            return Err((
+                "receivers.memory_budget_mib".into(),
+                format!("must be between {min} (4 × receivers.max_body_bytes) and 1048576"),
             ));
         }
         Ok(())

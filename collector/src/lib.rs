@@ -5,6 +5,7 @@
 //! write-ahead log ([`wal`]; acknowledged once durable) → the store writer
 //! (`calltrail-retention`).
 
+pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod otlp_grpc;

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use calltrail_schemas::IngestContext;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Full};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -95,12 +95,22 @@ impl TraceExportService {
             Ok(source) => source,
             Err(e) => return Status::unauthenticated(e.to_string()).into_http(),
         };
-        let (parts, body) = req.into_parts();
+        let (parts, mut body) = req.into_parts();
         // gRPC frame: 1 flag byte + 4 length bytes + the message.
         let cap = self.max_body + 5;
-        let bytes = match Limited::new(body, cap).collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(e) if e.is::<LengthLimitError>() => {
+        // Held until the response is built: the request's share of the memory budget.
+        let mut charge = self.pipeline.charge();
+        let mut buf = bytes::BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let data = match frame.map(|f| f.into_data()) {
+                Ok(Ok(data)) => data,
+                Ok(Err(_trailers)) => continue,
+                Err(e) => {
+                    return Status::cancelled(format!("reading the request failed: {e}"))
+                        .into_http();
+                }
+            };
+            if buf.len() + data.len() > cap {
                 self.pipeline.count_malformed();
                 return Status::resource_exhausted(format!(
                     "request message is larger than the {}-byte limit (receivers.max_body_bytes)",
@@ -108,11 +118,13 @@ impl TraceExportService {
                 ))
                 .into_http();
             }
-            Err(e) => {
-                return Status::cancelled(format!("reading the request failed: {e}")).into_http();
+            if charge.add(data.len()).is_err() {
+                self.pipeline.count_over_budget();
+                return Status::from(IngestError::Busy).into_http();
             }
-        };
-        let req = http::Request::from_parts(parts, Full::new(bytes));
+            buf.extend_from_slice(&data);
+        }
+        let req = http::Request::from_parts(parts, Full::new(buf.freeze()));
         let mut grpc = Grpc::new(ExportCodec)
             .accept_compressed(CompressionEncoding::Gzip)
             .max_decoding_message_size(self.max_body)

@@ -28,6 +28,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use prost::Message;
 
+use crate::admission::Charge;
 use crate::auth::{AuthError, Authenticator};
 use crate::otlp_json;
 use crate::pipeline::{IngestError, IngestReport, Pipeline, now_ns};
@@ -272,20 +273,38 @@ async fn handle(st: &HttpState, req: Request) -> Result<(Encoding, IngestReport)
             encoding,
         });
     }
-    let raw = read_body(req.into_body(), st.max_body)
+    let mut charge = st.pipeline.charge();
+    let raw = read_body(req.into_body(), st.max_body, &mut charge)
         .await
         .map_err(|e| match e {
             BodyError::TooLarge => HttpError::TooLarge {
                 limit: st.max_body,
                 encoding,
             },
+            BodyError::OverBudget => {
+                st.pipeline.count_over_budget();
+                HttpError::Ingest {
+                    source: IngestError::Busy,
+                    encoding,
+                }
+            }
             BodyError::Read(detail) => HttpError::Body { detail, encoding },
         })?;
     let reservation = st
         .pipeline
         .reserve()
         .map_err(|source| HttpError::Ingest { source, encoding })?;
+    let raw_len = raw.len();
     let body = decompress(&compression, raw, st.max_body, encoding)?;
+    charge
+        .add(body.len().saturating_sub(raw_len))
+        .map_err(|_| {
+            st.pipeline.count_over_budget();
+            HttpError::Ingest {
+                source: IngestError::Busy,
+                encoding,
+            }
+        })?;
     let request = match encoding {
         Encoding::Protobuf => {
             ExportTraceServiceRequest::decode(body.as_ref()).map_err(HttpError::Protobuf)?
@@ -307,13 +326,15 @@ async fn handle(st: &HttpState, req: Request) -> Result<(Encoding, IngestReport)
 
 enum BodyError {
     TooLarge,
+    OverBudget,
     Read(String),
 }
 
-/// Reads the body up to `limit` bytes. Past the limit, the rest is read and discarded up to
-/// [`DRAIN_FACTOR`] × `limit` so the client receives the 413 instead of a connection reset
-/// (which exporters retry forever); a larger body is abandoned.
-async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, BodyError> {
+/// Reads the body up to `limit` bytes, charging each chunk to the memory budget. Past the
+/// limit, the rest is read and discarded up to [`DRAIN_FACTOR`] × `limit` so the client
+/// receives the 413 instead of a connection reset (which exporters retry forever); a larger
+/// body is abandoned.
+async fn read_body(mut body: Body, limit: usize, charge: &mut Charge) -> Result<Bytes, BodyError> {
     let mut buf = bytes::BytesMut::new();
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
@@ -329,6 +350,7 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, BodyError> {
             buf.clear();
             continue;
         }
+        charge.add(data.len()).map_err(|_| BodyError::OverBudget)?;
         buf.extend_from_slice(&data);
     }
     if seen > limit {

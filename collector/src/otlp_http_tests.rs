@@ -335,3 +335,32 @@ async fn health_and_readiness_need_no_token() {
         "not ready once the log stopped"
     );
 }
+
+#[tokio::test]
+async fn requests_past_the_memory_budget_get_429_and_keep_nothing() {
+    let f = fixture(64).await;
+    // 16 KiB of budget holds 4 KiB of body.
+    let small = Pipeline::new(
+        Arc::new(calltrail_schemas::Attributor::default()),
+        f.stack.wal.handle(),
+        16 * 1024,
+    );
+    let app = router(small.clone(), LIMIT, Arc::new(Authenticator::open()));
+    let big = request((1..=60).map(|i| span(i, now())).collect()).encode_to_vec();
+    assert!(big.len() > 4096);
+    let (status, headers, _) = post(&app, "application/x-protobuf", None, big).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(headers[header::RETRY_AFTER], "1");
+    assert_eq!(small.admission().in_use_bytes(), 0, "the charge was returned");
+    let (status, _, _) = post(
+        &app,
+        "application/x-protobuf",
+        None,
+        request(vec![span(1, now())]).encode_to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "a small request fits");
+    drop((app, small));
+    let stats = f.stack.shutdown().await;
+    assert_eq!(stats.rows.load(std::sync::atomic::Ordering::Relaxed), 1);
+}

@@ -9,6 +9,7 @@ use calltrail_retention::WriteBatch;
 use calltrail_schemas::{Attributor, IngestContext, codec, map_request, span_count};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
+use crate::admission::{Admission, Charge};
 use crate::wal::{AppendError, WalHandle, WalSlot};
 
 /// Ingest counters, readable by metrics and benchmarks.
@@ -24,7 +25,7 @@ pub struct IngestStats {
     pub skipped: AtomicU64,
     /// Spans rejected as unusable (bad ids, absurd timestamps).
     pub rejected: AtomicU64,
-    /// Requests refused because the write-ahead log was behind (queue full).
+    /// Requests refused for overload: the write-ahead log's queue or the memory budget was full.
     pub refused_busy: AtomicU64,
     /// Requests refused because the log could not write (disk full, I/O error).
     pub refused_unavailable: AtomicU64,
@@ -70,17 +71,36 @@ impl From<AppendError> for IngestError {
 pub struct Pipeline {
     attributor: Arc<Attributor>,
     wal: WalHandle,
+    admission: Admission,
     stats: Arc<IngestStats>,
 }
 
 impl Pipeline {
-    /// A pipeline appending to the write-ahead log behind `wal`.
-    pub fn new(attributor: Arc<Attributor>, wal: WalHandle) -> Self {
+    /// A pipeline appending to the write-ahead log behind `wal`, with `memory_budget_bytes`
+    /// for requests in flight.
+    pub fn new(attributor: Arc<Attributor>, wal: WalHandle, memory_budget_bytes: usize) -> Self {
         Self {
             attributor,
             wal,
+            admission: Admission::new(memory_budget_bytes),
             stats: Arc::default(),
         }
+    }
+
+    /// A new charge against the in-flight memory budget, for one request: receivers add to it
+    /// as the body arrives and hold it until they answer.
+    pub fn charge(&self) -> Charge {
+        self.admission.charge()
+    }
+
+    /// Counts a request refused because the memory budget was spent.
+    pub fn count_over_budget(&self) {
+        self.stats.refused_busy.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The in-flight memory budget.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
     }
 
     /// True while records can be accepted: the write-ahead log is running.

@@ -43,7 +43,7 @@ pub(crate) async fn start(data: &Path, wal_config: WalConfig, store: StoreConfig
         Arc::clone(&stats),
     )
     .unwrap();
-    let pipeline = Pipeline::new(Arc::new(Attributor::default()), wal.handle());
+    let pipeline = Pipeline::new(Arc::new(Attributor::default()), wal.handle(), 256 << 20);
     Stack {
         pipeline,
         wal,

@@ -137,7 +137,11 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         writer.handle(),
         wal_stats,
     )?;
-    let pipeline = Pipeline::new(attributor, wal.handle());
+    let pipeline = Pipeline::new(
+        attributor,
+        wal.handle(),
+        config.receivers.memory_budget_mib << 20,
+    );
     let receivers = Receivers::start(&config.receivers, auth, pipeline.clone()).await?;
     if let Some(p) = &args.ready_file {
         write_ready_file(p, &receivers, &config.data_dir)?;
