@@ -4,12 +4,16 @@
 //!
 //! ```text
 //! cargo bench --bench ingest -- [--seconds N] [--concurrency C] [--protocol grpc|http|both] [--batches B]
-//!                                 [--server-config FILE]
+//!                                 [--fsync always|interval|never] [--rate R] [--server-config FILE]
 //! ```
 //!
 //! Defaults: 10 s per protocol, 32 concurrent requests, both protocols, 400 distinct batches,
-//! the server's embedded default configuration (`--server-config` passes a TOML file as `-c`,
-//! e.g. to try other `[store]` settings; the data directory is always a fresh temporary one).
+//! the server's default configuration except `[wal] fsync` (`--fsync`, default `always`) and
+//! `[store] dedup_window = 0`: the batches repeat, and the duplicate filter would rightly drop
+//! every repeat. `--server-config` passes a TOML file as `-c` instead (then `--fsync` is not
+//! applied); the data directory is always a fresh temporary one. `--rate R` paces the load to
+//! about R requests/s in all (each task waits `C / R` seconds between sends), for latency at a
+//! given rate rather than at saturation.
 //! For each protocol a fresh server is started on `127.0.0.1:0` with a temporary data directory.
 //! `B` distinct OTLP requests of ~100 MCP spans each (whole agent tasks from
 //! `calltrail::workload::Workload`, timestamps one hour ago) are protobuf-encoded once, before
@@ -60,6 +64,8 @@ struct Args {
     protocols: Vec<Protocol>,
     batches: usize,
     server_config: Option<PathBuf>,
+    fsync: String,
+    rate: Option<f64>,
 }
 
 fn parse_args() -> Args {
@@ -69,6 +75,8 @@ fn parse_args() -> Args {
         protocols: vec![Protocol::Grpc, Protocol::Http],
         batches: 400,
         server_config: None,
+        fsync: "always".into(),
+        rate: None,
     };
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -83,6 +91,8 @@ fn parse_args() -> Args {
             "--protocol",
             "--batches",
             "--server-config",
+            "--fsync",
+            "--rate",
         ]
         .contains(&flag.as_str());
         if !known {
@@ -103,6 +113,14 @@ fn parse_args() -> Args {
             "--concurrency" => a.concurrency = number(&flag, &value),
             "--batches" => a.batches = number(&flag, &value),
             "--server-config" => a.server_config = Some(PathBuf::from(&value)),
+            "--fsync" => {
+                assert!(
+                    ["always", "interval", "never"].contains(&value.as_str()),
+                    "--fsync must be always, interval or never, not `{value}`"
+                );
+                a.fsync = value;
+            }
+            "--rate" => a.rate = Some(number(&flag, &value)),
             _ => {
                 a.protocols = match value.as_str() {
                     "grpc" => vec![Protocol::Grpc],
@@ -412,11 +430,13 @@ enum Outcome {
     Failed(String),
 }
 
-/// One load task: sends the batches round-robin from `first` until `deadline`.
+/// One load task: sends the batches round-robin from `first` until `deadline`, at most one
+/// request per `pace` when given.
 async fn load<F, Fut>(
     batches: Arc<Vec<Batch>>,
     first: usize,
     deadline: Instant,
+    pace: Option<Duration>,
     mut send: F,
 ) -> Stats
 where
@@ -425,7 +445,15 @@ where
 {
     let mut st = Stats::default();
     let mut i = first;
+    let mut ticker = pace.map(|p| {
+        let mut t = tokio::time::interval(p);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        t
+    });
     while Instant::now() < deadline {
+        if let Some(t) = ticker.as_mut() {
+            t.tick().await;
+        }
         let b = &batches[i % batches.len()];
         i += 1;
         let t0 = Instant::now();
@@ -511,6 +539,9 @@ async fn drive(
     args: &Args,
 ) -> (Stats, Duration) {
     let stride = batches.len() / args.concurrency + 1;
+    let pace = args
+        .rate
+        .map(|r| Duration::from_secs_f64(args.concurrency as f64 / r));
     let mut handles = Vec::with_capacity(args.concurrency);
     let start;
     match proto {
@@ -537,6 +568,7 @@ async fn drive(
                     batches.clone(),
                     t * stride,
                     deadline,
+                    pace,
                     send,
                 )));
             }
@@ -558,6 +590,7 @@ async fn drive(
                     batches.clone(),
                     t * stride,
                     deadline,
+                    pace,
                     send,
                 )));
             }
@@ -629,7 +662,22 @@ fn run_protocol(
         .prefix("calltrail-bench-")
         .tempdir()
         .expect("cannot create a temp dir");
-    let mut server = start_server(bin, dir.path(), args.server_config.as_deref());
+    let config = match &args.server_config {
+        Some(c) => c.clone(),
+        None => {
+            let c = dir.path().join("bench.toml");
+            std::fs::write(
+                &c,
+                format!(
+                    "[wal]\nfsync = \"{}\"\n\n[store]\ndedup_window = 0\n",
+                    args.fsync
+                ),
+            )
+            .expect("cannot write the bench config");
+            c
+        }
+    };
+    let mut server = start_server(bin, dir.path(), Some(&config));
     let pid = server.pid.to_string();
     let (_, srv_cpu0) = proc_stat(&pid, tck).expect("cannot read the server's /proc stat");
     let (_, gen_cpu0) = proc_stat("self", tck).expect("cannot read /proc/self/stat");
@@ -654,8 +702,16 @@ fn run_protocol(
     } else {
         "http"
     };
+    let rate = args
+        .rate
+        .map_or("unpaced".to_string(), |r| format!("{r:.0} req/s"));
+    let fsync = if args.server_config.is_some() {
+        "from --server-config"
+    } else {
+        args.fsync.as_str()
+    };
     println!(
-        "protocol={name} concurrency={} duration={secs:.1}s",
+        "protocol={name} concurrency={} rate={rate} fsync={fsync} duration={secs:.1}s",
         args.concurrency
     );
     println!(
