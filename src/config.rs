@@ -165,6 +165,33 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_loads() {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/calltrail.toml");
+        let c = Config::load(&p).unwrap();
+        assert!(c.attributor().is_ok());
+        assert_eq!(c.wal.fsync, calltrail_collector::wal::FsyncPolicy::Always);
+        assert_eq!(c.store.dedup_window, 524_288);
+    }
+
+    #[test]
+    fn wal_and_budget_errors_name_the_key() {
+        let e = load("[wal]
+fsync_interval_ms = 0
+").unwrap_err().to_string();
+        assert!(e.contains("wal.fsync_interval_ms"), "{e}");
+        let e = load("[wal]
+fsync = \"maybe\"
+").unwrap_err().to_string();
+        assert!(e.contains("fsync") && e.contains("maybe"), "{e}");
+        let e = load("[receivers]
+memory_budget_mib = 8
+")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("receivers.memory_budget_mib"), "{e}");
+    }
+
+    #[test]
     fn beyond_loopback_needs_a_token() {
         let e = load("[receivers]\nhttp_addr = \"0.0.0.0:4318\"\n")
             .unwrap_err()
