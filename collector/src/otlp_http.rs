@@ -331,30 +331,38 @@ enum BodyError {
 }
 
 /// Reads the body up to `limit` bytes, charging each chunk to the memory budget. Past the
-/// limit, the rest is read and discarded up to [`DRAIN_FACTOR`] × `limit` so the client
-/// receives the 413 instead of a connection reset (which exporters retry forever); a larger
-/// body is abandoned.
+/// limit or the budget, the rest is read and discarded up to [`DRAIN_FACTOR`] × `limit` so the
+/// client receives the 413 or 429 instead of a connection reset (which exporters retry
+/// forever); a larger body is abandoned.
 async fn read_body(mut body: Body, limit: usize, charge: &mut Charge) -> Result<Bytes, BodyError> {
     let mut buf = bytes::BytesMut::new();
     let mut seen = 0usize;
+    let mut over_budget = false;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
         let Ok(data) = frame.into_data() else {
             continue;
         };
         seen = seen.saturating_add(data.len());
-        if seen > limit {
-            if seen > limit.saturating_mul(DRAIN_FACTOR) {
-                return Err(BodyError::TooLarge);
-            }
-            buf.clear();
+        if seen > limit.saturating_mul(DRAIN_FACTOR) {
+            return Err(BodyError::TooLarge);
+        }
+        // Once refused, the rest is read and discarded (memory-free) so the client gets the
+        // answer rather than a broken pipe.
+        if over_budget || seen > limit {
             continue;
         }
-        charge.add(data.len()).map_err(|_| BodyError::OverBudget)?;
+        if charge.add(data.len()).is_err() {
+            over_budget = true;
+            buf = bytes::BytesMut::new();
+            continue;
+        }
         buf.extend_from_slice(&data);
     }
     if seen > limit {
         Err(BodyError::TooLarge)
+    } else if over_budget {
+        Err(BodyError::OverBudget)
     } else {
         Ok(buf.freeze())
     }
