@@ -218,3 +218,69 @@ impl Decoder for RawDecoder {
         Ok(Some(src.copy_to_bytes(src.remaining())))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use calltrail_retention::StoreConfig;
+    use calltrail_schemas::Attributor;
+
+    use super::*;
+    use crate::retry_info::retry_delay_secs;
+    use crate::test_stack;
+    use crate::wal::WalConfig;
+
+    /// A gRPC request for `Export` with a message of `len` bytes (content irrelevant).
+    fn export_request(len: usize) -> http::Request<Body> {
+        let mut framed = vec![0u8];
+        framed.extend_from_slice(&(len as u32).to_be_bytes());
+        framed.extend(std::iter::repeat_n(0u8, len));
+        http::Request::post(EXPORT_PATH)
+            .header("content-type", "application/grpc")
+            .body(Body::new(Full::new(Bytes::from(framed))))
+            .unwrap()
+    }
+
+    async fn call(svc: &TraceExportService, len: usize) -> Status {
+        let resp = svc.clone().serve(export_request(len)).await;
+        Status::from_header_map(resp.headers()).expect("a trailers-only status")
+    }
+
+    #[tokio::test]
+    async fn over_budget_is_resource_exhausted_with_retry_info() {
+        let dir = tempfile::tempdir().unwrap();
+        let stack =
+            test_stack::start(dir.path(), WalConfig::default(), StoreConfig::default()).await;
+        // 16 KiB of budget holds 4 KiB of message.
+        let small = Pipeline::new(
+            Arc::new(Attributor::default()),
+            stack.wal.handle(),
+            16 * 1024,
+        );
+        let svc = TraceExportService::new(small, 1 << 20, Arc::new(Authenticator::open()));
+        let s = call(&svc, 8 * 1024).await;
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert_eq!(
+            retry_delay_secs(&s),
+            Some(1),
+            "exporters retry only with RetryInfo"
+        );
+        // A full log queue says the same.
+        let held = stack.pipeline.reserve().unwrap();
+        let busy = TraceExportService::new(
+            stack.pipeline.clone(),
+            1 << 20,
+            Arc::new(Authenticator::open()),
+        );
+        let wal = WalConfig::default();
+        let mut slots = vec![held];
+        for _ in 1..wal.queue_capacity {
+            slots.push(stack.pipeline.reserve().unwrap());
+        }
+        let s = call(&busy, 16).await;
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert_eq!(retry_delay_secs(&s), Some(1));
+        drop(slots);
+        drop((svc, busy));
+        stack.shutdown().await;
+    }
+}
