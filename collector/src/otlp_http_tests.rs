@@ -351,7 +351,11 @@ async fn requests_past_the_memory_budget_get_429_and_keep_nothing() {
     let (status, headers, _) = post(&app, "application/x-protobuf", None, big).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(headers[header::RETRY_AFTER], "1");
-    assert_eq!(small.admission().in_use_bytes(), 0, "the charge was returned");
+    assert_eq!(
+        small.admission().in_use_bytes(),
+        0,
+        "the charge was returned"
+    );
     let (status, _, _) = post(
         &app,
         "application/x-protobuf",

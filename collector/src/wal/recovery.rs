@@ -146,7 +146,8 @@ fn recover_segment(
         }
     } else {
         offset = 0;
-        Some(Damage::Header)
+        // An empty file is a segment the crash caught before its magic: nothing to report.
+        (len > 0).then_some(Damage::Header)
     };
     drop(reader);
     if let Some(damage) = damage {

@@ -323,3 +323,23 @@ async fn full_segments_rotate_and_sealed_ones_are_deleted() {
     );
     assert_exactly_once(dir.path(), 120);
 }
+
+#[tokio::test]
+async fn an_empty_or_headerless_segment_is_removed_and_only_damage_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let seg = crashed_log(dir.path(), 2).await;
+    let wal = wal_dir(dir.path());
+    // A crash right after creating the next segment, and one during its magic.
+    std::fs::write(wal.join(segment::name(3)), b"").unwrap();
+    std::fs::write(wal.join(segment::name(4)), b"CTW").unwrap();
+    let stack = test_stack::start(dir.path(), WalConfig::default(), lazy_store()).await;
+    let report = stack.report.clone();
+    assert_eq!(report.replayed, 2);
+    assert_eq!(report.empty_removed, 2);
+    assert_eq!(report.cuts.len(), 1, "{:?}", report.cuts);
+    assert_eq!(report.cuts[0].damage, Damage::Header);
+    assert_eq!(report.next_seq, 3);
+    stack.shutdown().await;
+    assert!(seg.exists());
+    assert_exactly_once(dir.path(), 2);
+}
