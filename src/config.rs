@@ -175,19 +175,29 @@ mod tests {
 
     #[test]
     fn wal_and_budget_errors_name_the_key() {
-        let e = load("[wal]
+        let e = load(
+            "[wal]
 fsync_interval_ms = 0
-").unwrap_err().to_string();
+",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("wal.fsync_interval_ms"), "{e}");
-        let e = load("[wal]
+        let e = load(
+            "[wal]
 fsync = \"maybe\"
-").unwrap_err().to_string();
+",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("fsync") && e.contains("maybe"), "{e}");
-        let e = load("[receivers]
+        let e = load(
+            "[receivers]
 memory_budget_mib = 8
-")
-            .unwrap_err()
-            .to_string();
+",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("receivers.memory_budget_mib"), "{e}");
     }
 
