@@ -59,6 +59,11 @@ impl Config {
         rebase(&mut config.data_dir);
         config.attribution.directory.as_mut().map(rebase);
         config.attribution.tool_catalog.as_mut().map(rebase);
+        if let Some(tls) = config.receivers.tls.as_mut() {
+            rebase(&mut tls.cert_file);
+            rebase(&mut tls.key_file);
+            tls.client_ca_file.as_mut().map(rebase);
+        }
         config
             .validate()
             .map_err(|e| anyhow!("config file {}: {e}", path.display()))?;
@@ -169,6 +174,24 @@ mod tests {
             calltrail_collector::auth::token_sha256("t")
         );
         assert!(load(&ok).is_ok());
+    }
+
+    #[test]
+    fn tls_paths_are_relative_to_the_file_and_checked() {
+        let c = load("[receivers.tls]\ncert_file = \"c.pem\"\nkey_file = \"/k.pem\"\n").unwrap();
+        let tls = c.receivers.tls.unwrap();
+        assert!(tls.cert_file.is_absolute() && tls.cert_file.ends_with("c.pem"));
+        assert_eq!(tls.key_file, PathBuf::from("/k.pem"));
+        let e = load(
+            "[receivers.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nclient_auth = \"required\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("receivers.tls.client_ca_file"), "{e}");
+        let e = load("[receivers.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nciphers = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ciphers"), "{e}");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //!
 //! Data flows one way: receive ([`otlp_http`], [`otlp_grpc`]) → decode (protobuf, or
 //! [`otlp_json`]) → map and attribute ([`pipeline`], using `calltrail-schemas`) → the store
-//! writer (`calltrail-retention`).
+//! writer (`calltrail-retention`). [`tls`] configures TLS for the receivers.
 
 pub mod auth;
 pub mod config;
@@ -11,8 +11,10 @@ pub mod otlp_http;
 pub mod otlp_json;
 pub mod pipeline;
 pub mod receivers;
+pub mod tls;
 
 pub use auth::{AuthConfig, Authenticator};
 pub use config::ReceiverConfig;
 pub use pipeline::{IngestError, IngestReport, Pipeline};
 pub use receivers::{Receivers, ReceiversError};
+pub use tls::{ClientAuth, TlsConfig, TlsError};
