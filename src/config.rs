@@ -90,7 +90,7 @@ impl Config {
     pub fn authenticator(&self) -> Result<Authenticator> {
         let r = &self.receivers;
         let beyond_loopback = !r.grpc_addr.ip().is_loopback() || !r.http_addr.ip().is_loopback();
-        Authenticator::new(&self.auth, beyond_loopback)
+        Authenticator::with_client_certs(&self.auth, beyond_loopback, r.verifies_clients())
             .map_err(|(key, msg)| anyhow!("{key}: {msg}"))
     }
 
@@ -192,6 +192,23 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("ciphers"), "{e}");
+    }
+
+    #[test]
+    fn client_certificates_count_as_authentication_beyond_loopback() {
+        let tls = "[receivers.tls]\ncert_file = \"c\"\nkey_file = \"k\"\n";
+        let open = "[receivers]\nhttp_addr = \"0.0.0.0:4318\"\n";
+        let e = load(&format!("{open}{tls}")).unwrap_err().to_string();
+        assert!(
+            e.contains("auth.tokens"),
+            "TLS alone is no authentication: {e}"
+        );
+        let mtls = format!("{open}{tls}client_ca_file = \"ca\"\nclient_auth = \"optional\"\n");
+        assert!(load(&mtls).is_ok());
+        let e = load("[[auth.client_certs]]\nsubject = \"CN=a\"\nsource = \"a\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.client_certs"), "{e}");
     }
 
     #[test]

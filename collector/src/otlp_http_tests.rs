@@ -267,6 +267,7 @@ fn authed_app() -> (Router, StoreWriter, tempfile::TempDir) {
             sha256: token_sha256("t0k"),
             revoked: false,
         }],
+        client_certs: Vec::new(),
     };
     let dir = tempfile::tempdir().unwrap();
     let writer = StoreWriter::spawn(
