@@ -2,7 +2,8 @@
 //!
 //! Data flows one way: receive ([`otlp_http`], [`otlp_grpc`]) → decode (protobuf, or
 //! [`otlp_json`]) → map and attribute ([`pipeline`], using `calltrail-schemas`) → the store
-//! writer (`calltrail-retention`). [`tls`] configures TLS for the receivers.
+//! writer (`calltrail-retention`). [`receivers`] runs both receivers, over TLS when [`tls`] is
+//! configured, and [`auth`] decides who may send.
 
 pub mod auth;
 pub mod config;
@@ -16,5 +17,5 @@ pub mod tls;
 pub use auth::{AuthConfig, Authenticator};
 pub use config::ReceiverConfig;
 pub use pipeline::{IngestError, IngestReport, Pipeline};
-pub use receivers::{Receivers, ReceiversError};
+pub use receivers::{Peer, Receivers, ReceiversError};
 pub use tls::{ClientAuth, TlsConfig, TlsError};
