@@ -319,8 +319,9 @@ async fn grpc_export(
 }
 
 /// Waits for `expected.len()` rows, then asserts exactly these `(trace_id, ingest_source)`
-/// rows (ordered by trace id) and that every row carries a loopback peer address.
-async fn assert_stored(server: support::Server, expected: Vec<(Vec<u8>, &'static str)>) {
+/// rows (ordered by trace id) and that every row carries a loopback peer address; finally stops
+/// the server and asserts a clean exit.
+async fn assert_stored(mut server: support::Server, expected: Vec<(Vec<u8>, &'static str)>) {
     tokio::task::spawn_blocking(move || {
         server.wait_for_count(
             "SELECT count(*) AS n FROM tool_calls",
@@ -347,6 +348,7 @@ async fn assert_stored(server: support::Server, expected: Vec<(Vec<u8>, &'static
             let peer = support::text(r, "ingest_peer").unwrap_or_default();
             assert!(peer.starts_with("127.0.0.1:"), "ingest_peer {peer:?}");
         }
+        server.stop();
     })
     .await
     .unwrap();
@@ -544,7 +546,7 @@ async fn a_silent_client_does_not_hold_up_the_handshakes_of_others() {
     .expect("requests behind silent clients did not finish within 20 s");
     assert_eq!(sent.0, Ok(200));
     assert_eq!(sent.1, Ok(()));
-    drop(silent);
+    // Handshakes still pending do not hold up a graceful stop either.
     assert_stored(
         server,
         vec![
@@ -553,4 +555,58 @@ async fn a_silent_client_does_not_hold_up_the_handshakes_of_others() {
         ],
     )
     .await;
+    drop(silent);
+}
+
+#[test]
+fn serve_refuses_to_start_on_unusable_tls_files_naming_the_key() {
+    let pki = Pki::new();
+    pki.write("not-a-key.pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n");
+    let cases = [
+        (
+            format!(
+                "[receivers.tls]\ncert_file = {}\nkey_file = {}\n",
+                toml_path(&pki.path("missing.pem")),
+                toml_path(&pki.path("server-key.pem"))
+            ),
+            "receivers.tls.cert_file: cannot read ",
+        ),
+        (
+            format!(
+                "[receivers.tls]\ncert_file = {}\nkey_file = {}\n",
+                toml_path(&pki.path("server.pem")),
+                toml_path(&pki.path("not-a-key.pem"))
+            ),
+            "receivers.tls.key_file: ",
+        ),
+        (
+            pki.tls_section("client_auth = \"optional\"\n"),
+            "receivers.tls.client_ca_file: must be set",
+        ),
+    ];
+    for (i, (config, expected)) in cases.iter().enumerate() {
+        let path = pki.path(&format!("calltrail-{i}.toml"));
+        std::fs::write(&path, config).unwrap();
+        let data = pki.path(&format!("data-{i}"));
+        let mut cmd = std::process::Command::new(support::BIN);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&path)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"]);
+        let out = support::run(cmd, Duration::from_secs(30));
+        assert!(!out.status.success(), "serve started with {config}");
+        assert!(
+            out.stderr.contains(expected),
+            "expected {expected:?} in:\n{}",
+            out.stderr
+        );
+        assert_eq!(
+            out.stderr.matches("No such file").count(),
+            usize::from(i == 0),
+            "the cause is told once: {}",
+            out.stderr
+        );
+    }
 }

@@ -74,14 +74,14 @@ fn default_handshake_timeout_ms() -> u64 {
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     /// A file could not be read.
-    #[error("{key}: cannot read {}: {source}", path.display())]
+    #[error("{key}: cannot read {}: {error}", path.display())]
     Read {
         /// The configuration key naming the file.
         key: &'static str,
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message, so not also a `source`).
+        error: std::io::Error,
     },
     /// A file was read but its content is not usable.
     #[error("{key}: {}: {problem}", path.display())]
@@ -200,10 +200,10 @@ fn invalid(key: &'static str, path: &Path, problem: String) -> TlsError {
 }
 
 fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    std::fs::read(path).map_err(|error| TlsError::Read {
         key,
         path: path.to_path_buf(),
-        source,
+        error,
     })
 }
 
