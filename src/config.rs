@@ -62,6 +62,11 @@ impl Config {
         rebase(&mut config.data_dir);
         config.attribution.directory.as_mut().map(rebase);
         config.attribution.tool_catalog.as_mut().map(rebase);
+        if let Some(tls) = config.receivers.tls.as_mut() {
+            rebase(&mut tls.cert_file);
+            rebase(&mut tls.key_file);
+            tls.client_ca_file.as_mut().map(rebase);
+        }
         config
             .validate()
             .map_err(|e| anyhow!("config file {}: {e}", path.display()))?;
@@ -91,7 +96,7 @@ impl Config {
     pub fn authenticator(&self) -> Result<Authenticator> {
         let r = &self.receivers;
         let beyond_loopback = !r.grpc_addr.ip().is_loopback() || !r.http_addr.ip().is_loopback();
-        Authenticator::new(&self.auth, beyond_loopback)
+        Authenticator::with_client_certs(&self.auth, beyond_loopback, r.verifies_clients())
             .map_err(|(key, msg)| anyhow!("{key}: {msg}"))
     }
 
@@ -212,6 +217,41 @@ memory_budget_mib = 8
             calltrail_collector::auth::token_sha256("t")
         );
         assert!(load(&ok).is_ok());
+    }
+
+    #[test]
+    fn tls_paths_are_relative_to_the_file_and_checked() {
+        let c = load("[receivers.tls]\ncert_file = \"c.pem\"\nkey_file = \"/k.pem\"\n").unwrap();
+        let tls = c.receivers.tls.unwrap();
+        assert!(tls.cert_file.is_absolute() && tls.cert_file.ends_with("c.pem"));
+        assert_eq!(tls.key_file, PathBuf::from("/k.pem"));
+        let e = load(
+            "[receivers.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nclient_auth = \"required\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("receivers.tls.client_ca_file"), "{e}");
+        let e = load("[receivers.tls]\ncert_file = \"c\"\nkey_file = \"k\"\nciphers = \"x\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ciphers"), "{e}");
+    }
+
+    #[test]
+    fn client_certificates_count_as_authentication_beyond_loopback() {
+        let tls = "[receivers.tls]\ncert_file = \"c\"\nkey_file = \"k\"\n";
+        let open = "[receivers]\nhttp_addr = \"0.0.0.0:4318\"\n";
+        let e = load(&format!("{open}{tls}")).unwrap_err().to_string();
+        assert!(
+            e.contains("auth.tokens"),
+            "TLS alone is no authentication: {e}"
+        );
+        let mtls = format!("{open}{tls}client_ca_file = \"ca\"\nclient_auth = \"optional\"\n");
+        assert!(load(&mtls).is_ok());
+        let e = load("[[auth.client_certs]]\nsubject = \"CN=a\"\nsource = \"a\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("auth.client_certs"), "{e}");
     }
 
     #[test]

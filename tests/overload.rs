@@ -3,7 +3,6 @@
 //! memory must stay within the budget its configuration implies, and every request it accepted
 //! must be in Parquet exactly once.
 
-#[allow(dead_code)]
 mod support;
 
 use std::sync::Arc;
@@ -42,12 +41,13 @@ queue_capacity = 4
 const BUDGET_MIB: u64 = 384;
 
 fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
     let kb: u64 = status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
+        .expect("VmHWM in /proc/PID/status");
     kb / 1024
 }
 

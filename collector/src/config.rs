@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+use crate::tls::TlsConfig;
+
 /// Where and how the OTLP receivers listen.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -18,6 +20,8 @@ pub struct ReceiverConfig {
     /// Requests past it are refused with a retryable error. Must hold at least one request of
     /// `max_body_bytes` (4 × its size). Default 256.
     pub memory_budget_mib: usize,
+    /// TLS (and client certificates) on both receivers. Default: none, plaintext.
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for ReceiverConfig {
@@ -27,13 +31,22 @@ impl Default for ReceiverConfig {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 4318)),
             max_body_bytes: 16 * 1024 * 1024,
             memory_budget_mib: 256,
+            tls: None,
         }
     }
 }
 
 impl ReceiverConfig {
-    /// Checks ranges; the error names the key.
+    /// True when a verified client certificate can authenticate requests (mTLS configured).
+    pub fn verifies_clients(&self) -> bool {
+        self.tls.as_ref().is_some_and(TlsConfig::verifies_clients)
+    }
+
+    /// Checks ranges and combinations, without reading files; the error names the key.
     pub fn validate(&self) -> Result<(), (String, String)> {
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
+        }
         if !(1024..=1024 * 1024 * 1024).contains(&self.max_body_bytes) {
             return Err((
                 "receivers.max_body_bytes".into(),

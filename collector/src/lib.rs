@@ -3,7 +3,8 @@
 //! Data flows one way: receive ([`otlp_http`], [`otlp_grpc`]) → decode (protobuf, or
 //! [`otlp_json`]) → map and attribute ([`pipeline`], using `calltrail-schemas`) → the
 //! write-ahead log ([`wal`]; acknowledged once durable) → the store writer
-//! (`calltrail-retention`).
+//! (`calltrail-retention`). [`receivers`] runs both receivers, over TLS when [`tls`] is
+//! configured, [`auth`] decides who may send and [`admission`] how much may be in flight.
 
 pub mod admission;
 pub mod auth;
@@ -14,6 +15,7 @@ pub mod otlp_json;
 pub mod pipeline;
 pub mod receivers;
 pub mod retry_info;
+pub mod tls;
 pub mod wal;
 
 #[cfg(test)]
@@ -22,5 +24,6 @@ mod test_stack;
 pub use auth::{AuthConfig, Authenticator};
 pub use config::ReceiverConfig;
 pub use pipeline::{IngestError, IngestReport, Pipeline};
-pub use receivers::{Receivers, ReceiversError};
+pub use receivers::{Peer, Receivers, ReceiversError};
+pub use tls::{ClientAuth, TlsConfig, TlsError};
 pub use wal::{WalConfig, WalHandle, WalWriter};

@@ -26,6 +26,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::auth::Authenticator;
 use crate::pipeline::{IngestError, Pipeline, now_ns};
+use crate::receivers::Peer;
 use crate::retry_info::{RETRY_AFTER_SECS, retry_status};
 
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -91,7 +92,11 @@ impl TraceExportService {
             .headers()
             .get(http::header::AUTHORIZATION)
             .map(http::HeaderValue::as_bytes);
-        let source = match self.auth.check(authorization) {
+        let client_subject = req
+            .extensions()
+            .get::<Peer>()
+            .and_then(|p| p.client_subject.as_deref());
+        let source = match self.auth.authenticate(authorization, client_subject) {
             Ok(source) => source,
             Err(e) => return Status::unauthenticated(e.to_string()).into_http(),
         };
@@ -154,7 +159,9 @@ impl UnaryService<Bytes> for Export {
         let pipeline = self.pipeline.clone();
         let source = self.source.take();
         Box::pin(async move {
-            let peer = request.remote_addr().map(|a| a.to_string());
+            let peer = (request.extensions().get::<Peer>().map(|p| p.addr))
+                .or_else(|| request.remote_addr())
+                .map(|a| a.to_string());
             let reservation = pipeline.reserve()?;
             let decoded = ExportTraceServiceRequest::decode(request.into_inner()).map_err(|e| {
                 pipeline.count_malformed();

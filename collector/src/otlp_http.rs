@@ -32,6 +32,7 @@ use crate::admission::Charge;
 use crate::auth::{AuthError, Authenticator};
 use crate::otlp_json;
 use crate::pipeline::{IngestError, IngestReport, Pipeline, now_ns};
+use crate::receivers::Peer;
 use crate::retry_info::RETRY_AFTER_SECS;
 
 /// The body encodings OTLP/HTTP defines.
@@ -186,8 +187,9 @@ struct HttpState {
     auth: Arc<Authenticator>,
 }
 
-/// The OTLP/HTTP router. Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so
-/// records carry the peer address.
+/// The OTLP/HTTP router. Serve it with `into_make_service_with_connect_info::<Peer>()` (as
+/// [`crate::Receivers`] does) so records carry the peer address and client certificates
+/// authenticate; `ConnectInfo<SocketAddr>` gives the address alone.
 pub fn router(pipeline: Pipeline, max_body_bytes: usize, auth: Arc<Authenticator>) -> Router {
     Router::new()
         .route("/v1/traces", post(export))
@@ -230,17 +232,23 @@ fn header_str(headers: &HeaderMap, name: header::HeaderName) -> Option<&str> {
 }
 
 async fn handle(st: &HttpState, req: Request) -> Result<(Encoding, IngestReport), HttpError> {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.to_string());
+    let conn = req.extensions().get::<ConnectInfo<Peer>>().map(|c| &c.0);
+    let peer = conn
+        .map(|p| p.addr)
+        .or_else(|| {
+            req.extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0)
+        })
+        .map(|a| a.to_string());
     let headers = req.headers();
     let source = st
         .auth
-        .check(
+        .authenticate(
             headers
                 .get(header::AUTHORIZATION)
                 .map(HeaderValue::as_bytes),
+            conn.and_then(|p| p.client_subject.as_deref()),
         )
         .map_err(HttpError::Unauthorized)?;
     let mime = header_str(headers, header::CONTENT_TYPE).unwrap_or("");

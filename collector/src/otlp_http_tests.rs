@@ -272,6 +272,7 @@ async fn authed_app() -> (Router, Stack, tempfile::TempDir) {
             sha256: token_sha256("t0k"),
             revoked: false,
         }],
+        client_certs: Vec::new(),
     };
     let dir = tempfile::tempdir().unwrap();
     let stack = test_stack::start(dir.path(), WalConfig::default(), StoreConfig::default()).await;
