@@ -20,6 +20,9 @@ pub struct ReceiverConfig {
     /// Requests past it are refused with a retryable error. Must hold at least one request of
     /// `max_body_bytes` (4 × its size). Default 256.
     pub memory_budget_mib: usize,
+    /// Open connections per receiver; more wait in the listen backlog until one closes.
+    /// Default 1024.
+    pub max_connections: usize,
     /// TLS (and client certificates) on both receivers. Default: none, plaintext.
     pub tls: Option<TlsConfig>,
 }
@@ -31,6 +34,7 @@ impl Default for ReceiverConfig {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 4318)),
             max_body_bytes: 16 * 1024 * 1024,
             memory_budget_mib: 256,
+            max_connections: 1024,
             tls: None,
         }
     }
@@ -51,6 +55,12 @@ impl ReceiverConfig {
             return Err((
                 "receivers.max_body_bytes".into(),
                 "must be between 1024 and 1073741824".into(),
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err((
+                "receivers.max_connections".into(),
+                "must be between 1 and 1000000".into(),
             ));
         }
         let min = (self.max_body_bytes * crate::admission::EXPANSION).div_ceil(1 << 20);

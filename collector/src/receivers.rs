@@ -19,7 +19,7 @@ use axum::extract::connect_info::Connected;
 use axum::serve::{IncomingStream, Listener};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
@@ -64,6 +64,8 @@ pub struct Peer {
 pub(crate) struct Conn {
     io: Io,
     peer: Peer,
+    /// This connection's place under `receivers.max_connections`, given back when it closes.
+    _open: OwnedSemaphorePermit,
 }
 
 #[derive(Debug)]
@@ -189,9 +191,20 @@ async fn accept_loop(
     tls: Option<Handshake>,
     conns: mpsc::Sender<Conn>,
     receiver: &'static str,
+    max_connections: usize,
 ) {
     let pending = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+    // At the limit, connections wait in the kernel's listen backlog until one closes: each open
+    // connection holds read and write buffers, so their number bounds memory too.
+    let open = Arc::new(Semaphore::new(max_connections));
     loop {
+        let slot = tokio::select! {
+            () = conns.closed() => return,
+            p = Arc::clone(&open).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
         let permit = tokio::select! {
             () = conns.closed() => return,
             p = Arc::clone(&pending).acquire_owned() => match p {
@@ -227,6 +240,7 @@ async fn accept_loop(
                     .send(Conn {
                         io: Io::Plain(tcp),
                         peer,
+                        _open: slot,
                     })
                     .await
                     .is_err()
@@ -238,7 +252,7 @@ async fn accept_loop(
                 let handshake = handshake.clone();
                 let conns = conns.clone();
                 tokio::spawn(async move {
-                    if let Some(conn) = handshake.run(tcp, peer, receiver).await {
+                    if let Some(conn) = handshake.run(tcp, peer, slot, receiver).await {
                         let _ = conns.send(conn).await;
                     }
                     drop(permit);
@@ -259,7 +273,13 @@ fn is_connection_error(e: &io::Error) -> bool {
 
 impl Handshake {
     /// The TLS handshake, within the timeout; `None` (and the connection closed) on failure.
-    async fn run(self, tcp: TcpStream, mut peer: Peer, receiver: &'static str) -> Option<Conn> {
+    async fn run(
+        self,
+        tcp: TcpStream,
+        mut peer: Peer,
+        slot: OwnedSemaphorePermit,
+        receiver: &'static str,
+    ) -> Option<Conn> {
         let addr = peer.addr;
         let stream = match tokio::time::timeout(self.timeout, self.acceptor.accept(tcp)).await {
             Ok(Ok(stream)) => stream,
@@ -282,6 +302,7 @@ impl Handshake {
         Some(Conn {
             io: Io::Tls(Box::new(stream)),
             peer,
+            _open: slot,
         })
     }
 }
@@ -291,9 +312,11 @@ fn spawn_accept_loop(
     listener: TcpListener,
     tls: Option<Handshake>,
     receiver: &'static str,
+    max_connections: usize,
 ) -> (mpsc::Receiver<Conn>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(64);
-    (rx, tokio::spawn(accept_loop(listener, tls, tx, receiver)))
+    let task = accept_loop(listener, tls, tx, receiver, max_connections);
+    (rx, tokio::spawn(task))
 }
 
 /// The running OTLP receivers.
@@ -341,12 +364,14 @@ impl Receivers {
             tls.as_ref()
                 .map(|t| handshake(&t.grpc, t.handshake_timeout)),
             "otlp_grpc",
+            config.max_connections,
         );
         let (http_conns, http_accept) = spawn_accept_loop(
             http_listener,
             tls.as_ref()
                 .map(|t| handshake(&t.http, t.handshake_timeout)),
             "otlp_http",
+            config.max_connections,
         );
 
         let service =
@@ -406,5 +431,56 @@ impl Receivers {
         for task in self.tasks {
             let _ = task.await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use calltrail_retention::StoreConfig;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+    use crate::test_stack;
+    use crate::wal::WalConfig;
+
+    async fn healthz(addr: SocketAddr) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_limit_wait_until_one_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let stack =
+            test_stack::start(dir.path(), WalConfig::default(), StoreConfig::default()).await;
+        let config = ReceiverConfig {
+            grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            max_connections: 1,
+            ..ReceiverConfig::default()
+        };
+        let r = Receivers::start(&config, Authenticator::open(), stack.pipeline.clone())
+            .await
+            .unwrap();
+        let idle = TcpStream::connect(r.http_addr).await.unwrap();
+        let waiting = tokio::spawn(healthz(r.http_addr));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished(), "a second connection was served");
+        drop(idle);
+        let answer = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("served once the first connection closed")
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        r.shutdown().await;
+        stack.shutdown().await;
     }
 }
