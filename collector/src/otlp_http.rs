@@ -8,11 +8,13 @@
 //! mapped to its status in [`HttpError::into_response`], and nowhere else.
 //!
 //! `GET /healthz` (the process answers) and `GET /readyz` (records are accepted; 503 while
-//! shutting down) serve load balancers and orchestrators.
+//! shutting down) serve load balancers and orchestrators. `GET /metrics` serves the process's
+//! own metrics when the binary provides a renderer ([`serve_metrics`]); this crate does not know
+//! how they are made.
 
 use std::io::Read;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::body::Body;
@@ -176,19 +178,48 @@ struct HttpState {
     auth: Arc<Authenticator>,
 }
 
+/// Renders the body of `GET /metrics` (Prometheus text format 0.0.4) when it is scraped.
+pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// The `Content-Type` of `GET /metrics`.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+static METRICS: OnceLock<MetricsRenderer> = OnceLock::new();
+
+/// Serves `renderer` at `GET /metrics` on every router built afterwards (so call it before
+/// `Receivers::start`). Once per process: a second renderer is handed back, unused.
+pub fn serve_metrics(renderer: MetricsRenderer) -> Result<(), MetricsRenderer> {
+    METRICS.set(renderer)
+}
+
+/// `GET /metrics` alone, answering with `renderer`'s text.
+pub fn metrics_router(renderer: MetricsRenderer) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let body = renderer();
+            async move { ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], body) }
+        }),
+    )
+}
+
 /// The OTLP/HTTP router. Serve it with `into_make_service_with_connect_info::<SocketAddr>()` so
 /// records carry the peer address.
 pub fn router(pipeline: Pipeline, max_body_bytes: usize, auth: Arc<Authenticator>) -> Router {
-    Router::new()
+    let app = Router::new()
         .route("/v1/traces", post(export))
-        // Probes carry no credentials and reveal nothing: they are not authenticated.
+        // Probes and metrics carry no credentials and reveal no records: not authenticated.
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(HttpState {
             pipeline,
             max_body: max_body_bytes,
             auth,
-        })
+        });
+    match METRICS.get() {
+        Some(renderer) => app.merge(metrics_router(Arc::clone(renderer))),
+        None => app,
+    }
 }
 
 /// 200 while records are accepted, 503 while shutting down.
