@@ -1,4 +1,5 @@
-//! `calltrail serve`: the receivers and the store writer, until SIGTERM or SIGINT.
+//! `calltrail serve`: the receivers, the store writer and the process's own metrics, until
+//! SIGTERM or SIGINT.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -6,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use calltrail_collector::{Pipeline, Receivers};
+use calltrail::telemetry::Telemetry;
+use calltrail_collector::{Pipeline, Receivers, otlp_http};
 use calltrail_retention::{Layout, StoreWriter};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -64,9 +66,20 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("data_dir: cannot create {}", config.data_dir.display()))?;
 
+    // First, so that components recording through `opentelemetry::global::meter` get this
+    // provider rather than the no-op one.
+    let telemetry = Telemetry::install(&config.telemetry)?;
+    if let Some(render) = telemetry.metrics_renderer()
+        && otlp_http::serve_metrics(render).is_err()
+    {
+        bail!("GET /metrics was already set up in this process");
+    }
+
     let layout = Arc::new(Layout::new(&config.data_dir, writer_id()));
     let writer = StoreWriter::spawn(config.store.clone(), layout)?;
+    telemetry.observe_store(writer.handle().stats());
     let pipeline = Pipeline::new(attributor, writer.handle());
+    telemetry.observe_ingest(pipeline.stats());
     let receivers = Receivers::start(&config.receivers, auth, pipeline.clone()).await?;
     if let Some(p) = &args.ready_file {
         write_ready_file(p, &receivers, &config.data_dir)?;
@@ -90,6 +103,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         writer.shutdown().await
     })
     .await;
+    // After the store has drained, so a final OTLP push carries the final counts.
+    if let Err(e) = telemetry.shutdown().await {
+        tracing::warn!(error = %e, "The final push of Calltrail's own metrics failed.");
+    }
     match drained {
         Ok(stats) => {
             tracing::info!(
