@@ -177,6 +177,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/calltrail.toml");
+        let c = Config::load(&path).unwrap();
+        assert!(c.telemetry.metrics_endpoint);
+        assert_eq!(c.telemetry.interval_ms, 60_000);
+        assert!(c.attributor().is_ok());
+    }
+
+    #[test]
     fn telemetry_section_is_optional_and_typed() {
         let c = load("").unwrap();
         assert!(c.telemetry.metrics_endpoint);
