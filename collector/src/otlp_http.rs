@@ -192,7 +192,8 @@ pub fn serve_metrics(renderer: MetricsRenderer) -> Result<(), MetricsRenderer> {
     METRICS.set(renderer)
 }
 
-/// `GET /metrics` alone, answering with `renderer`'s text.
+/// `GET /metrics` alone, answering with `renderer`'s text. Like the probes it is not
+/// authenticated: it shows counters, never records, tokens or source names.
 pub fn metrics_router(renderer: MetricsRenderer) -> Router {
     Router::new().route(
         "/metrics",
@@ -208,7 +209,7 @@ pub fn metrics_router(renderer: MetricsRenderer) -> Router {
 pub fn router(pipeline: Pipeline, max_body_bytes: usize, auth: Arc<Authenticator>) -> Router {
     let app = Router::new()
         .route("/v1/traces", post(export))
-        // Probes and metrics carry no credentials and reveal no records: not authenticated.
+        // Probes carry no credentials and reveal nothing: they are not authenticated.
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .with_state(HttpState {
