@@ -11,7 +11,8 @@
 //!   (an async reqwest client on the reader's thread would fail).
 //!
 //! Pushes are cumulative (the same values `/metrics` shows), with a per-export timeout of
-//! `min(interval_ms, 10 s)`. A backend that is down costs a warning from the SDK, never ingest.
+//! `min(interval_ms, 10 s)`. A backend that is down costs one logged error per failed push
+//! (`PeriodicReader.ExportError`, from the SDK's internal logs), never ingest.
 
 use std::time::Duration;
 
