@@ -10,6 +10,8 @@ use calltrail_retention::StoreConfig;
 use calltrail_schemas::{AttributionConfig, Attributor, Directory, ToolCatalog};
 use serde::Deserialize;
 
+use crate::telemetry::TelemetryConfig;
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -29,6 +31,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Attribution of calls to principals, teams, tenants and cost centres.
     pub attribution: AttributionConfig,
+    /// Calltrail's own metrics: `GET /metrics` and optional OTLP push.
+    pub telemetry: TelemetryConfig,
 }
 
 impl Default for Config {
@@ -41,6 +45,7 @@ impl Default for Config {
             wal: WalConfig::default(),
             store: StoreConfig::default(),
             attribution: AttributionConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -89,6 +94,7 @@ impl Config {
             .map_err(|(key, msg)| anyhow!("{key}: {msg}"))?;
         self.store.validate()?;
         self.attribution.validate()?;
+        self.telemetry.validate()?;
         Ok(())
     }
 
@@ -167,6 +173,44 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("receivers.max_body_bytes"), "{e}");
+        let e = load("[telemetry]\ninterval_ms = 5\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("telemetry.interval_ms: must be between"), "{e}");
+        let e = load("[telemetry]\notlp_endpoint = \"https://otel.example:4317\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("telemetry.otlp_endpoint: "), "{e}");
+        let e = load("[telemetry]\nmetrics = false\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `metrics`"), "{e}");
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/examples/calltrail.toml");
+        let c = Config::load(&path).unwrap();
+        assert!(c.telemetry.metrics_endpoint);
+        assert_eq!(c.telemetry.interval_ms, 60_000);
+        assert!(c.attributor().is_ok());
+    }
+
+    #[test]
+    fn telemetry_section_is_optional_and_typed() {
+        let c = load("").unwrap();
+        assert!(c.telemetry.metrics_endpoint);
+        assert_eq!(c.telemetry.otlp_endpoint, None);
+        let c = load(
+            "[telemetry]\nmetrics_endpoint = false\notlp_endpoint = \"http://127.0.0.1:4318\"\notlp_protocol = \"http\"\ninterval_ms = 15000\n",
+        )
+        .unwrap();
+        assert!(!c.telemetry.metrics_endpoint);
+        assert_eq!(
+            c.telemetry.otlp_url().unwrap().as_deref(),
+            Some("http://127.0.0.1:4318/v1/metrics")
+        );
+        assert_eq!(c.telemetry.interval_ms, 15_000);
     }
 
     #[test]

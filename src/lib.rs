@@ -1,5 +1,6 @@
-//! The `calltrail` binary's library: its configuration file and the synthetic workload that
-//! `calltrail demo` and the ingest benchmark send.
+//! The `calltrail` binary's library: its configuration file, its own metrics ([`telemetry`]) and
+//! the synthetic workload that `calltrail demo` and the ingest benchmark send.
 
 pub mod config;
+pub mod telemetry;
 pub mod workload;

@@ -8,7 +8,9 @@
 //! mapped to its status in [`HttpError::into_response`], and nowhere else.
 //!
 //! `GET /healthz` (the process answers) and `GET /readyz` (records are accepted; 503 while
-//! shutting down) serve load balancers and orchestrators.
+//! shutting down) serve load balancers and orchestrators. `GET /metrics` serves the process's
+//! own metrics when the binary provides a renderer ([`metrics_router`]); this crate does not
+//! know how they are made.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -185,6 +187,24 @@ struct HttpState {
     pipeline: Pipeline,
     max_body: usize,
     auth: Arc<Authenticator>,
+}
+
+/// Renders the body of `GET /metrics` (Prometheus text format 0.0.4) when it is scraped.
+pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// The `Content-Type` of `GET /metrics`.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `GET /metrics` alone, answering with `renderer`'s text. Like the probes it is not
+/// authenticated: it shows counters, never records, tokens or source names.
+pub fn metrics_router(renderer: MetricsRenderer) -> Router {
+    Router::new().route(
+        "/metrics",
+        get(move || {
+            let body = renderer();
+            async move { ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], body) }
+        }),
+    )
 }
 
 /// The OTLP/HTTP router. Serve it with `into_make_service_with_connect_info::<Peer>()` (as

@@ -342,11 +342,13 @@ async fn bind(
 
 impl Receivers {
     /// Loads the TLS files (when configured), binds both listeners and starts serving; `auth`
-    /// decides which requests are accepted.
+    /// decides which requests are accepted; `metrics`, when given, is served at `GET /metrics`
+    /// on the OTLP/HTTP port.
     pub async fn start(
         config: &ReceiverConfig,
         auth: Authenticator,
         pipeline: Pipeline,
+        metrics: Option<otlp_http::MetricsRenderer>,
     ) -> Result<Self, ReceiversError> {
         let tls = config.tls.as_ref().map(tls::TlsConfig::load).transpose()?;
         let auth = Arc::new(auth);
@@ -393,6 +395,10 @@ impl Receivers {
             }
         });
         let app = otlp_http::router(pipeline, config.max_body_bytes, auth);
+        let app = match metrics {
+            Some(render) => app.merge(otlp_http::metrics_router(render)),
+            None => app,
+        };
         let http = tokio::spawn(async move {
             let listener = ConnListener {
                 conns: http_conns,
@@ -467,7 +473,7 @@ mod tests {
             max_connections: 1,
             ..ReceiverConfig::default()
         };
-        let r = Receivers::start(&config, Authenticator::open(), stack.pipeline.clone())
+        let r = Receivers::start(&config, Authenticator::open(), stack.pipeline.clone(), None)
             .await
             .unwrap();
         let idle = TcpStream::connect(r.http_addr).await.unwrap();

@@ -1,4 +1,5 @@
-//! `calltrail serve`: the receivers and the store writer, until SIGTERM or SIGINT.
+//! `calltrail serve`: the receivers, the store writer and the process's own metrics, until
+//! SIGTERM or SIGINT.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -6,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use calltrail::telemetry::Telemetry;
 use calltrail_collector::wal::{self, RecoveryReport, WalStats};
 use calltrail_collector::{Pipeline, Receivers, WalWriter};
 use calltrail_retention::{Layout, StoreWriter};
@@ -115,6 +117,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("data_dir: cannot create {}", config.data_dir.display()))?;
 
+    // First, so that components recording through `opentelemetry::global::meter` get this
+    // provider rather than the no-op one.
+    let telemetry = Telemetry::install(&config.telemetry)?;
+
     let wal_dir = config.data_dir.join("wal");
     std::fs::create_dir_all(&wal_dir)
         .with_context(|| format!("data_dir: cannot create {}", wal_dir.display()))?;
@@ -122,6 +128,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
 
     let layout = Arc::new(Layout::new(&config.data_dir, writer_id()));
     let writer = StoreWriter::spawn(config.store.clone(), layout)?;
+    telemetry.observe_store(writer.handle().stats());
     let report = {
         let (dir, data, sink) = (wal_dir.clone(), config.data_dir.clone(), writer.handle());
         tokio::task::spawn_blocking(move || wal::recover_into(&dir, &data, &sink)).await??
@@ -135,14 +142,22 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         config.wal.clone(),
         report.0.next_seq,
         writer.handle(),
-        wal_stats,
+        Arc::clone(&wal_stats),
     )?;
+    telemetry.observe_wal(&wal_stats, &wal.handle());
     let pipeline = Pipeline::new(
         attributor,
         wal.handle(),
         config.receivers.memory_budget_mib << 20,
     );
-    let receivers = Receivers::start(&config.receivers, auth, pipeline.clone()).await?;
+    telemetry.observe_ingest(pipeline.stats());
+    let receivers = Receivers::start(
+        &config.receivers,
+        auth,
+        pipeline.clone(),
+        telemetry.metrics_renderer(),
+    )
+    .await?;
     if let Some(p) = &args.ready_file {
         write_ready_file(p, &receivers, &config.data_dir)?;
     }
@@ -170,6 +185,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         stats
     })
     .await;
+    // After the store has drained, so a final OTLP push carries the final counts.
+    if let Err(e) = telemetry.shutdown().await {
+        tracing::warn!(error = %e, "The final push of Calltrail's own metrics failed.");
+    }
     match drained {
         Ok(stats) => {
             tracing::info!(
