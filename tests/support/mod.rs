@@ -1,7 +1,9 @@
 //! Shared harness for the `calltrail` binary's integration tests.
 //!
 //! [`Server`] runs `calltrail serve` on loopback ports chosen by the OS, in a fresh temporary
-//! data directory, and reads its results back with `calltrail query`. Its stderr goes to
+//! data directory (or one the test names: [`Server::start_in`]), and reads its results back
+//! with `calltrail query`. It can crash the server ([`Server::kill`]) and start it again on the
+//! same data ([`Server::restart`]). Its stderr goes to
 //! `<data dir>/server.stderr.log` and is printed when a test fails.
 //!
 //! The Python helpers use the venv that `scripts/test` creates (`CALLTRAIL_TEST_PYTHON`).
@@ -35,7 +37,11 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
 /// A running `calltrail serve`.
 pub struct Server {
     child: Option<Child>,
+    /// Holds the config, the ready file and the server's stderr, and is the data dir unless
+    /// [`Server::start_in`] named another one.
     dir: tempfile::TempDir,
+    /// The data dir when it is not `dir` ([`Server::start_in`]).
+    data: Option<PathBuf>,
     config: Option<PathBuf>,
     grpc: SocketAddr,
     http: SocketAddr,
@@ -44,15 +50,23 @@ pub struct Server {
 impl Server {
     /// Starts a server with no config file (defaults).
     pub fn start() -> Server {
-        Self::launch(None)
+        Self::launch(None, None)
     }
 
     /// Starts a server with `toml` as its config file (written into the data dir).
     pub fn start_with_config(toml: &str) -> Server {
-        Self::launch(Some(toml))
+        Self::launch(Some(toml), None)
     }
 
-    fn launch(toml: Option<&str>) -> Server {
+    /// Starts a server with `toml` as its config file and `data_dir` as its data directory
+    /// (created by the server when missing; not removed afterwards). The config file, the ready
+    /// file and the server's stderr stay in a temporary directory of their own, so that they
+    /// work even when `data_dir` is on a full file system.
+    pub fn start_in(data_dir: &Path, toml: &str) -> Server {
+        Self::launch(Some(toml), Some(data_dir.to_owned()))
+    }
+
+    fn launch(toml: Option<&str>, data: Option<PathBuf>) -> Server {
         let dir = tempfile::Builder::new()
             .prefix("calltrail-test-")
             .tempdir()
@@ -65,6 +79,7 @@ impl Server {
         let mut server = Server {
             child: None,
             dir,
+            data,
             config,
             grpc: SocketAddr::from(([127, 0, 0, 1], 0)),
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -98,7 +113,7 @@ impl Server {
         let mut cmd = Command::new(BIN);
         cmd.arg("serve")
             .arg("--data-dir")
-            .arg(self.dir.path())
+            .arg(self.data_dir())
             .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
             .arg("--ready-file")
             .arg(self.ready_file());
@@ -126,7 +141,7 @@ impl Server {
                             .and_then(Value::as_str)
                             .map(PathBuf::from)
                             .map(|p| p.canonicalize().unwrap_or(p)),
-                        Some(self.dir.path().canonicalize().unwrap()),
+                        Some(self.data_dir().canonicalize().unwrap()),
                         "ready file names another data dir: {text}"
                     );
                     return;
@@ -151,7 +166,7 @@ impl Server {
 
     /// The data directory.
     pub fn data_dir(&self) -> &Path {
-        self.dir.path()
+        self.data.as_deref().unwrap_or(self.dir.path())
     }
 
     /// The bound OTLP/gRPC address.
@@ -243,6 +258,21 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         };
         assert_exit_ok(status, &self.log());
+    }
+
+    /// Kills the server with SIGKILL (a crash: no draining, no flushing) and reaps it. Its
+    /// data dir stays for [`Server::restart`].
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("server not running");
+        // `Child::kill` sends SIGKILL on Unix.
+        child.kill().expect("SIGKILL calltrail serve");
+        let status = child.wait().expect("wait for the killed server");
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9),
+            "calltrail serve ended with {status} before the SIGKILL reached it; stderr:\n{}",
+            self.log()
+        );
     }
 
     /// Starts the server again on the same data dir and config, stopping it (cleanly) first
@@ -507,6 +537,30 @@ print(duckdb.connect().execute(sql, [glob]).fetchone()[0])
         .trim()
         .parse()
         .unwrap_or_else(|e| panic!("duckdb printed {stdout:?}: {e}"))
+}
+
+/// Rows of a DuckDB query over the Parquet files of `table`, which `sql` reads as the view `t`
+/// (`read_parquet('<data_dir>/<table>/**/*.parquet', hive_partitioning=true)`); each row's
+/// cells as text (`str()` of the Python value). No rows when the table has no file yet (DuckDB
+/// refuses an empty glob).
+pub fn duckdb_rows(data_dir: &Path, table: &str, sql: &str) -> Vec<Vec<String>> {
+    let glob = data_dir.join(table).join("**").join("*.parquet");
+    let script = r#"
+import sys, glob, duckdb
+pattern, sql = sys.argv[1], sys.argv[2]
+if glob.glob(pattern, recursive=True):
+    con = duckdb.connect()
+    quoted = "'" + pattern.replace("'", "''") + "'"
+    con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet({quoted}, hive_partitioning=true)")
+    for row in con.execute(sql).fetchall():
+        print("\t".join(str(c) for c in row))
+"#;
+    let what = format!("duckdb `{sql}` over {}", glob.display());
+    let stdout = run_python(script, &[glob.as_os_str(), sql.as_ref()], &what);
+    stdout
+        .lines()
+        .map(|l| l.split('\t').map(String::from).collect())
+        .collect()
 }
 
 /// Runs a Python snippet with the test venv and returns its stdout; fails with its stderr.
