@@ -43,8 +43,9 @@ const MAX_BATCHES: usize = 5_000;
 const KILL_AFTER_MS: (u64, u64) = (30, 1_200);
 /// After a kill every sender must have finished within this.
 const SENDERS_DEADLINE: Duration = Duration::from_secs(30);
-/// The whole load (all cycles) must fit in this; a hang fails the test instead of stalling it.
-const TEST_DEADLINE: Duration = Duration::from_secs(300);
+/// One cycle (load, kill, probe, restart and recovery) must fit in this; each step has its own
+/// bound too, so a hang fails the test instead of stalling it.
+const CYCLE_DEADLINE: Duration = Duration::from_secs(60);
 /// After-kill checks of Parquet that look for acknowledged records the crash caught unflushed.
 const MAX_PROBES: usize = 4;
 
@@ -300,12 +301,9 @@ fn acknowledged_spans_survive_sigkill_exactly_once() {
     let mut acked: Vec<Key> = Vec::new();
     let mut unacked: Vec<Key> = Vec::new();
     let mut replayed: Vec<u64> = Vec::new();
-    let (mut probes, mut caught_unflushed) = (0, 0);
+    let (mut probes, mut caught_unflushed, mut cuts) = (0, 0, 0);
     for cycle in 0..cycles {
-        assert!(
-            started.elapsed() < TEST_DEADLINE,
-            "cycle {cycle} starts after {TEST_DEADLINE:?} (seed {seed})"
-        );
+        let cycle_started = Instant::now();
         let kill_after = Duration::from_millis(rng.between(KILL_AFTER_MS.0, KILL_AFTER_MS.1));
         let sent = rt.block_on(load_and_kill(&mut server, &ids, kill_after));
         println!(
@@ -331,7 +329,14 @@ fn acknowledged_spans_survive_sigkill_exactly_once() {
 
         let log_before = server.log().len();
         server.restart();
-        replayed.extend(replayed_frames(&server.log()[log_before..]));
+        let log = server.log();
+        replayed.extend(replayed_frames(&log[log_before..]));
+        cuts += log[log_before..].matches("Cut a damaged").count();
+        assert!(
+            cycle_started.elapsed() < CYCLE_DEADLINE,
+            "cycle {cycle} took {:?} (seed {seed})",
+            cycle_started.elapsed()
+        );
     }
 
     // The last restart took everything in; one more batch each way, then a clean stop.
@@ -355,8 +360,9 @@ fn acknowledged_spans_survive_sigkill_exactly_once() {
     let load_time = started.elapsed();
 
     println!(
-        "{} spans acknowledged, {} not; {} restarts recovered the log, replaying {} frames; \
-         {caught_unflushed} acknowledged spans were not in Parquet right after a kill",
+        "{} spans acknowledged, {} not; {} restarts recovered the log, replaying {} frames and \
+         cutting {cuts} torn tails; {caught_unflushed} acknowledged spans were not in Parquet \
+         right after a kill",
         acked.len(),
         unacked.len(),
         replayed.len(),
