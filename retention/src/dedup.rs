@@ -3,9 +3,18 @@
 //! An exporter that times out retries the same batch; its spans carry the same trace id, span id
 //! and side, hence the same deterministic `event_id`. Remembering the last `capacity` ids (about
 //! 40 bytes each) drops such retries before they reach Parquet; older duplicates are folded by
-//! the `calls` view.
+//! the `calls` view. At start the window is seeded with the ids of the newest stored records
+//! ([`recent_event_ids`]), so a retry that arrives after a restart is caught as well.
 
 use std::collections::{HashSet, VecDeque};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use arrow::array::{Array, AsArray};
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use crate::{Result, io_err};
 
 /// The last `capacity` event ids written.
 #[derive(Debug)]
@@ -42,6 +51,68 @@ impl DedupWindow {
         }
         true
     }
+}
+
+/// The `event_id`s of about the newest `max` records of `table` under `root`, oldest first.
+pub fn recent_event_ids(root: &Path, table: &str, max: usize) -> Result<Vec<String>> {
+    let mut files = Vec::new();
+    let mut rows = 0usize;
+    // Partition directories and file names sort by time (`date=`, `hour=`, a millisecond
+    // prefix): walk them newest first until enough rows are found.
+    'outer: for date in sorted_desc(&root.join(table))? {
+        for hour in sorted_desc(&date)? {
+            for file in sorted_desc(&hour)? {
+                if file.extension().is_none_or(|e| e != "parquet") {
+                    continue;
+                }
+                let f = File::open(&file).map_err(io_err("open", &file))?;
+                let builder = ParquetRecordBatchReaderBuilder::try_new(f)?;
+                rows += usize::try_from(builder.metadata().file_metadata().num_rows()).unwrap_or(0);
+                files.push((file, builder));
+                if rows >= max {
+                    break 'outer;
+                }
+            }
+        }
+    }
+    let mut ids = Vec::with_capacity(rows.min(max));
+    for (_, builder) in files.into_iter().rev() {
+        let descr = builder.metadata().file_metadata().schema_descr_ptr();
+        let Some(leaf) = descr.columns().iter().position(|c| c.name() == "event_id") else {
+            continue;
+        };
+        let reader = builder
+            .with_projection(ProjectionMask::leaves(&descr, [leaf]))
+            .build()?;
+        for batch in reader {
+            let batch = batch?;
+            if let Some(col) = batch.column(0).as_string_opt::<i32>() {
+                ids.extend(
+                    (0..col.len())
+                        .filter(|&i| col.is_valid(i))
+                        .map(|i| col.value(i).to_owned()),
+                );
+            }
+        }
+    }
+    let skip = ids.len().saturating_sub(max);
+    ids.drain(..skip);
+    Ok(ids)
+}
+
+/// The entries of `dir`, names descending; none when it does not exist.
+fn sorted_desc(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_err("list", dir)(e)),
+    };
+    let mut out = entries
+        .map(|e| e.map(|e| e.path()))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(io_err("list", dir))?;
+    out.sort_unstable_by(|a, b| b.cmp(a));
+    Ok(out)
 }
 
 /// 128 bits of the id: event ids are UUIDs made from a SHA-256, so their hex digits are the key;

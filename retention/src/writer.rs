@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until};
 
-use crate::dedup::DedupWindow;
+use crate::dedup::{DedupWindow, recent_event_ids};
 use crate::layout::{Layout, Partition};
 use crate::parquet_file::{ensure_dir, write_atomic, writer_properties};
 use crate::{Error, Result, StoreConfig};
@@ -225,6 +225,29 @@ async fn run(
 ) {
     let interval = Duration::from_millis(config.flush_interval_ms);
     let mut dedup = DedupWindow::new(config.dedup_window);
+    if config.dedup_window > 0 {
+        let (root, n) = (layout.root().to_owned(), config.dedup_window);
+        let seeded = tokio::task::spawn_blocking(move || {
+            let mut ids = Vec::new();
+            for table in [TOOL_CALLS, LLM_CALLS] {
+                ids.extend(recent_event_ids(&root, table, n)?);
+            }
+            Ok::<_, Error>(ids)
+        })
+        .await;
+        match seeded {
+            Ok(Ok(ids)) => {
+                for id in &ids {
+                    dedup.insert(id);
+                }
+            }
+            // Only retries across this restart may then be stored twice (the view folds them).
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "Could not read recent event ids for the duplicate filter.")
+            }
+            Err(e) => tracing::warn!(error = %e, "Reading recent event ids failed."),
+        }
+    }
     let mut buf = Buffer::default();
     let mut oldest: Option<Instant> = None;
     // One flush runs while the next buffer fills, so encoding never stalls the queue; a second

@@ -371,3 +371,17 @@ fn a_version_1_segment_still_recovers() {
         assert_eq!(t[0].source.ingest_protocol, "otlp_grpc");
     }
 }
+
+#[tokio::test]
+async fn a_retry_after_a_restart_is_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let stack = test_stack::start(dir.path(), WalConfig::default(), lazy_store()).await;
+    ingest(&stack, 1, 20).await;
+    stack.shutdown().await;
+    // The exporter timed out before the answer, and retries against the restarted server.
+    let stack = test_stack::start(dir.path(), WalConfig::default(), lazy_store()).await;
+    ingest(&stack, 1, 20).await;
+    ingest(&stack, 2, 3).await;
+    stack.shutdown().await;
+    assert_exactly_once(dir.path(), 23);
+}
