@@ -204,16 +204,33 @@ pub fn map_request(
         .enumerate()
         .map(|(i, s)| ((s.trace, s.id), i))
         .collect();
-    let mut children: HashMap<SpanKey, Vec<usize>> = HashMap::new();
+    // The children call linking looks for, indexed once: scanning a parent's children for each
+    // call made a request whose spans share a parent (or repeat a span id) cost quadratic time.
+    let mut carriers: HashMap<SpanKey, usize> = HashMap::new();
+    let mut client_calls: HashMap<(SpanKey, &str), usize> = HashMap::new();
     for (i, s) in spans.iter().enumerate() {
-        if let Some(p) = s.parent {
-            children.entry((s.trace, p)).or_default().push(i);
+        let Some(p) = s.parent else { continue };
+        match &s.shape {
+            Shape::RequestCarrier => {
+                carriers.entry((s.trace, p)).or_insert(i);
+            }
+            Shape::Call {
+                method,
+                side: Side::Client,
+                ..
+            } => {
+                client_calls
+                    .entry(((s.trace, p), method.as_str()))
+                    .or_insert(i);
+            }
+            _ => {}
         }
     }
     let links = Links {
         spans: &spans,
         by_id: &by_id,
-        children: &children,
+        carriers: &carriers,
+        client_calls: &client_calls,
     };
 
     for (i, s) in spans.iter().enumerate() {
@@ -362,16 +379,15 @@ struct CallLink {
 struct Links<'a, 'b> {
     spans: &'b [Located<'a>],
     by_id: &'b HashMap<SpanKey, usize>,
-    children: &'b HashMap<SpanKey, Vec<usize>>,
+    /// The first [`Shape::RequestCarrier`] child of each span.
+    carriers: &'b HashMap<SpanKey, usize>,
+    /// The first client-side call child of each span, per method.
+    client_calls: &'b HashMap<(SpanKey, &'b str), usize>,
 }
 
 impl Links<'_, '_> {
-    fn children_of(&self, trace: [u8; 16], id: [u8; 8]) -> impl Iterator<Item = &Located<'_>> {
-        self.children
-            .get(&(trace, id))
-            .into_iter()
-            .flatten()
-            .map(|&c| &self.spans[c])
+    fn carrier_of(&self, trace: [u8; 16], id: [u8; 8]) -> Option<&Located<'_>> {
+        self.carriers.get(&(trace, id)).map(|&c| &self.spans[c])
     }
 
     fn carrier_request_id(s: &Located<'_>) -> Option<String> {
@@ -393,11 +409,7 @@ impl Links<'_, '_> {
         match side {
             Side::Client => {
                 // Traceloop: the wire request is the ResponseStreamWriter child carrying the id.
-                if traceloop
-                    && let Some(carrier) = self
-                        .children_of(s.trace, s.id)
-                        .find(|c| c.shape == Shape::RequestCarrier)
-                {
+                if traceloop && let Some(carrier) = self.carrier_of(s.trace, s.id) {
                     return CallLink {
                         call_id: carrier.id,
                         request_id: Self::carrier_request_id(carrier),
@@ -405,9 +417,10 @@ impl Links<'_, '_> {
                     };
                 }
                 // FastMCP: an outer client span wraps the SDK's `MCP send` span of the same method.
-                let inner = self.children_of(s.trace, s.id).find(|c| {
-                    matches!(&c.shape, Shape::Call { method: m, side: Side::Client, .. } if m == method)
-                });
+                let inner = self
+                    .client_calls
+                    .get(&((s.trace, s.id), method))
+                    .map(|&c| &self.spans[c]);
                 let (call_id, request_id) = match inner {
                     Some(c) => (c.id, own_request_id.or_else(|| Self::carrier_request_id(c))),
                     None => (s.id, own_request_id),
@@ -429,8 +442,7 @@ impl Links<'_, '_> {
                     && let Some(remote) = wrapper.parent
                 {
                     let request_id = self
-                        .children_of(s.trace, remote)
-                        .find(|c| c.shape == Shape::RequestCarrier)
+                        .carrier_of(s.trace, remote)
                         .and_then(Self::carrier_request_id);
                     return CallLink {
                         call_id: remote,

@@ -401,3 +401,88 @@ fn llm_spans_go_to_their_table_and_others_are_skipped() {
             .all(|(k, _)| !k.starts_with("gen_ai.usage"))
     );
 }
+
+/// Found while writing the fuzz harness: linking scanned a parent's children once per call, so a
+/// request whose spans share one parent (Traceloop wrappers under one remote span) or repeat
+/// one span id cost quadratic time: 20 000 such pairs (4 MB) took 2 s and 21 s of CPU in a
+/// release build, and a 16 MiB body minutes. Now each lookup is a hash probe.
+#[test]
+fn linking_is_linear_when_spans_share_a_parent_or_an_id() {
+    const PAIRS: u64 = 40_000;
+    let span = |id: u64, parent: Option<u64>, kind: SpanKind, attrs: &[(&str, &str)]| Span {
+        trace_id: vec![1; 16],
+        span_id: id.to_be_bytes().to_vec(),
+        parent_span_id: parent.map(|p| p.to_be_bytes().to_vec()).unwrap_or_default(),
+        kind: kind as i32,
+        start_time_unix_nano: 1_790_000_000_000_000_000,
+        end_time_unix_nano: 1_790_000_000_000_000_001,
+        attributes: attrs
+            .iter()
+            .map(|(k, v)| kv(k, Value::StringValue((*v).into())))
+            .collect(),
+        ..Default::default()
+    };
+    let mut spans = Vec::new();
+    for i in 0..PAIRS {
+        // Traceloop server side: tool span → `mcp.server` wrapper → remote span 1.
+        let wrapper = 1_000_000 + i;
+        spans.push(span(
+            wrapper,
+            Some(1),
+            SpanKind::Server,
+            &[("traceloop.span.kind", "server")],
+        ));
+        spans.push(span(
+            2_000_000 + i,
+            Some(wrapper),
+            SpanKind::Server,
+            &[
+                ("traceloop.span.kind", "tool"),
+                ("traceloop.workflow.name", "w"),
+            ],
+        ));
+        // Client spans all claiming span id 2, each with a child of another method.
+        spans.push(span(
+            2,
+            None,
+            SpanKind::Client,
+            &[("mcp.method.name", "tools/call")],
+        ));
+        spans.push(span(
+            3_000_000 + i,
+            Some(2),
+            SpanKind::Client,
+            &[("mcp.method.name", "ping")],
+        ));
+    }
+    spans.push(span(
+        9,
+        Some(1),
+        SpanKind::Client,
+        &[("jsonrpc.request.id", "7")],
+    ));
+    let mut req = one_span(good_span());
+    req.resource_spans[0].scope_spans[0].spans = spans;
+
+    let started = std::time::Instant::now();
+    let m = map_request(&req, &ctx(), &Attributor::default());
+    let elapsed = started.elapsed();
+    // Linear: about a second in a debug build on the 2-core development machine; the quadratic
+    // scan took over a minute.
+    assert!(elapsed < std::time::Duration::from_secs(15), "{elapsed:?}");
+
+    assert_eq!(m.tool_calls.len() as u64, 3 * PAIRS);
+    let tool = m
+        .tool_calls
+        .iter()
+        .find(|c| c.side == Side::Server)
+        .unwrap();
+    assert_eq!(tool.call_id, hex::encode(1u64.to_be_bytes()));
+    assert_eq!(tool.request_id.as_deref(), Some("7"));
+    let outer = m
+        .tool_calls
+        .iter()
+        .find(|c| c.side == Side::Client && c.method == "tools/call")
+        .unwrap();
+    assert_eq!(outer.call_id, hex::encode(2u64.to_be_bytes()));
+}
