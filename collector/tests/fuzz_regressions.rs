@@ -41,3 +41,8 @@ fn otlp_protobuf_regressions() {
 fn otlp_json_regressions() {
     assert!(replay("otlp_json", harness::json) > 0);
 }
+
+#[test]
+fn wal_recovery_regressions() {
+    assert!(replay("wal_recovery", harness::wal_recovery) > 0);
+}
