@@ -55,7 +55,7 @@ struct Append {
     batch: WriteBatch,
     done: oneshot::Sender<Result<u64, AppendError>>,
     /// Held until the records are handed to the store writer: the queue bound covers them.
-    _slot: OwnedSemaphorePermit,
+    slot: OwnedSemaphorePermit,
 }
 
 /// A cloneable handle for appending.
@@ -125,7 +125,7 @@ impl WalSlot {
                 payload,
                 batch,
                 done,
-                _slot: self.permit,
+                slot: self.permit,
             }))
             .map_err(|_| AppendError::Closed)?;
         rx.await.unwrap_or(Err(AppendError::Closed))
@@ -312,7 +312,7 @@ impl Appender {
             let _ = a.done.send(Ok(seq));
             let mut batch = a.batch;
             batch.wal_seq = seq;
-            batches.push((batch, a._slot));
+            batches.push((batch, a.slot));
         }
         for (batch, slot) in batches {
             if self.sink.submit_blocking(batch).is_err() {
