@@ -431,12 +431,13 @@ enum Outcome {
 }
 
 /// One load task: sends the batches round-robin from `first` until `deadline`, at most one
-/// request per `pace` when given.
+/// request per `pace` when given, starting `phase` into the first period (tasks are spread
+/// over the period so that paced load arrives evenly, not in bursts of `C`).
 async fn load<F, Fut>(
     batches: Arc<Vec<Batch>>,
     first: usize,
     deadline: Instant,
-    pace: Option<Duration>,
+    pace: Option<(Duration, Duration)>,
     mut send: F,
 ) -> Stats
 where
@@ -445,8 +446,8 @@ where
 {
     let mut st = Stats::default();
     let mut i = first;
-    let mut ticker = pace.map(|p| {
-        let mut t = tokio::time::interval(p);
+    let mut ticker = pace.map(|(period, phase)| {
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
         t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         t
     });
@@ -568,7 +569,7 @@ async fn drive(
                     batches.clone(),
                     t * stride,
                     deadline,
-                    pace,
+                    pace.map(|p| (p, p.mul_f64(t as f64 / args.concurrency as f64))),
                     send,
                 )));
             }
@@ -590,7 +591,7 @@ async fn drive(
                     batches.clone(),
                     t * stride,
                     deadline,
-                    pace,
+                    pace.map(|p| (p, p.mul_f64(t as f64 / args.concurrency as f64))),
                     send,
                 )));
             }
