@@ -229,9 +229,20 @@ async fn metrics_show_what_was_received_and_written() {
         401
     );
 
+    // The refusal for credentials is counted as such, and as nothing else.
+    let now = samples(&scrape(&server).await.2);
+    assert_eq!(
+        value(
+            &now,
+            r#"calltrail_ingest_requests_refused_total{reason="unauthenticated"}"#
+        ),
+        1.0
+    );
+
     // A malformed request is counted as such.
     let malformed = r#"calltrail_ingest_requests_refused_total{reason="malformed"}"#;
-    let m0 = value(&samples(&scrape(&server).await.2), malformed);
+    let m0 = value(&now, malformed);
+    assert_eq!(m0, 0.0);
     let r = post(&server, Some(TOKEN), "text/plain", b"hello".to_vec()).await;
     assert_eq!(r.status(), 415);
     assert_eq!(

@@ -98,7 +98,10 @@ impl TraceExportService {
             .and_then(|p| p.client_subject.as_deref());
         let source = match self.auth.authenticate(authorization, client_subject) {
             Ok(source) => source,
-            Err(e) => return Status::unauthenticated(e.to_string()).into_http(),
+            Err(e) => {
+                self.pipeline.count_unauthenticated();
+                return Status::unauthenticated(e.to_string()).into_http();
+            }
         };
         let (parts, mut body) = req.into_parts();
         // gRPC frame: 1 flag byte + 4 length bytes + the message.

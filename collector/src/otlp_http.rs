@@ -236,8 +236,10 @@ async fn export(State(st): State<HttpState>, req: Request) -> Response {
     match handle(&st, req).await {
         Ok((encoding, report)) => success(encoding, &report),
         Err(e) => {
-            if !matches!(e, HttpError::Ingest { .. }) {
-                st.pipeline.count_malformed();
+            match e {
+                HttpError::Ingest { .. } => {}
+                HttpError::Unauthorized(_) => st.pipeline.count_unauthenticated(),
+                _ => st.pipeline.count_malformed(),
             }
             tracing::debug!(error = %e, "Refused an OTLP/HTTP request.");
             e.into_response()

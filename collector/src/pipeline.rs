@@ -31,6 +31,8 @@ pub struct IngestStats {
     pub refused_unavailable: AtomicU64,
     /// Requests refused as malformed (decode errors, wrong type, too large).
     pub refused_malformed: AtomicU64,
+    /// Requests refused for missing, unknown or revoked credentials.
+    pub refused_unauthenticated: AtomicU64,
 }
 
 /// What happened to one request's spans.
@@ -116,6 +118,13 @@ impl Pipeline {
     /// The ingest counters.
     pub fn stats(&self) -> &Arc<IngestStats> {
         &self.stats
+    }
+
+    /// Counts a request refused for its credentials.
+    pub fn count_unauthenticated(&self) {
+        self.stats
+            .refused_unauthenticated
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a request refused before decoding (bad type, size, encoding).

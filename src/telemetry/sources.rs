@@ -7,7 +7,7 @@
 //! | `calltrail_ingest_spans_accepted_total{table}` | counter | `tool_calls`, `llm_calls` |
 //! | `calltrail_ingest_spans_skipped_total` | counter | `skipped` |
 //! | `calltrail_ingest_spans_rejected_total` | counter | `rejected` |
-//! | `calltrail_ingest_requests_refused_total{reason}` | counter | `refused_busy`, `refused_unavailable`, `refused_malformed` |
+//! | `calltrail_ingest_requests_refused_total{reason}` | counter | `refused_busy`, `refused_unavailable`, `refused_malformed`, `refused_unauthenticated` |
 //! | `calltrail_store_parquet_files_total` | counter | `StoreStats::files` |
 //! | `calltrail_store_parquet_bytes_total` | counter | `bytes` |
 //! | `calltrail_store_rows_written_total` | counter | `rows` |
@@ -111,8 +111,8 @@ impl Telemetry {
             "{request}",
             "Export requests refused whole: busy (overload: the log's queue or the memory budget \
              is full; 429/RESOURCE_EXHAUSTED, retryable), unavailable (the log cannot write, e.g. \
-             disk full; 503/UNAVAILABLE, retryable) or malformed (undecodable, unsupported type \
-             or encoding, too large).",
+             disk full; 503/UNAVAILABLE, retryable), malformed (undecodable, unsupported type \
+             or encoding, too large) or unauthenticated (401/UNAUTHENTICATED).",
             stats,
             vec![
                 (vec![KeyValue::new("reason", "busy")], |s| &s.refused_busy),
@@ -121,6 +121,9 @@ impl Telemetry {
                 }),
                 (vec![KeyValue::new("reason", "malformed")], |s| {
                     &s.refused_malformed
+                }),
+                (vec![KeyValue::new("reason", "unauthenticated")], |s| {
+                    &s.refused_unauthenticated
                 }),
             ],
         );
