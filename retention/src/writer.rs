@@ -243,7 +243,7 @@ async fn run(
             }
             // Only retries across this restart may then be stored twice (the view folds them).
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "Could not read recent event ids for the duplicate filter.")
+                tracing::warn!(error = %e, "Could not read recent event ids for the duplicate filter.");
             }
             Err(e) => tracing::warn!(error = %e, "Reading recent event ids failed."),
         }
