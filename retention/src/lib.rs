@@ -7,11 +7,13 @@
 //! - [`parquet_file`]: one atomic Parquet file write;
 //! - [`writer`]: the background task that batches records by size or age and flushes them;
 //! - [`dedup`]: the window of recent event ids that drops exporter retries;
-//! - [`sealed`]: which replayed write-ahead-log records are already in sealed files.
+//! - [`sealed`]: which replayed write-ahead-log records are already in sealed files;
+//! - [`merkle`]: RFC 6962 tree heads, inclusion and consistency proofs, and their verification.
 
 pub mod config;
 pub mod dedup;
 pub mod layout;
+pub mod merkle;
 pub mod parquet_file;
 pub mod sealed;
 pub mod writer;
