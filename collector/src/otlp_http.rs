@@ -35,7 +35,7 @@ use crate::auth::{AuthError, Authenticator};
 use crate::otlp_json;
 use crate::pipeline::{IngestError, IngestReport, Pipeline, now_ns};
 use crate::receivers::Peer;
-use crate::retry_info::RETRY_AFTER_SECS;
+use crate::retry_info::{RETRY_AFTER_SECS, RpcStatus};
 
 /// The body encodings OTLP/HTTP defines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,15 +58,6 @@ impl Encoding {
             Encoding::Json => "otlp_http_json",
         }
     }
-}
-
-/// `google.rpc.Status`, the OTLP/HTTP error body.
-#[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
 }
 
 /// Everything that can go wrong with one request, each with its HTTP status.
@@ -146,10 +137,7 @@ impl IntoResponse for HttpError {
             StatusCode::SERVICE_UNAVAILABLE => 14,
             _ => 3,
         };
-        let body = RpcStatus {
-            code,
-            message: message.clone(),
-        };
+        let body = RpcStatus::new(code, message.clone());
         let mut resp = match self.encoding() {
             Some(Encoding::Protobuf) => (
                 [(header::CONTENT_TYPE, Encoding::Protobuf.content_type())],

@@ -1,8 +1,9 @@
-//! Retryable gRPC statuses carrying `google.rpc.RetryInfo`.
+//! `google.rpc.Status` (the OTLP/HTTP error body, and gRPC status details) and retryable gRPC
+//! statuses carrying `google.rpc.RetryInfo`.
 //!
 //! The OTLP specification has exporters retry `RESOURCE_EXHAUSTED` only when the status details
 //! hold a `RetryInfo`, and honour its delay. The details travel as a binary `google.rpc.Status`
-//! in the `grpc-status-details-bin` trailer; the three messages involved are small enough to
+//! in the `grpc-status-details-bin` trailer; the four messages involved are small enough to
 //! declare here rather than pull a crate of generated Google types.
 
 use prost::Message;
@@ -38,13 +39,27 @@ struct Any {
 
 /// `google.rpc.Status`.
 #[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
+pub(crate) struct RpcStatus {
+    /// A `google.rpc.Code`.
     #[prost(int32, tag = "1")]
-    code: i32,
+    pub(crate) code: i32,
+    /// What went wrong.
     #[prost(string, tag = "2")]
-    message: String,
+    pub(crate) message: String,
+    /// Typed details, such as a `RetryInfo`.
     #[prost(message, repeated, tag = "3")]
     details: Vec<Any>,
+}
+
+impl RpcStatus {
+    /// A status without details.
+    pub(crate) fn new(code: i32, message: String) -> Self {
+        Self {
+            code,
+            message,
+            details: Vec::new(),
+        }
+    }
 }
 
 const RETRY_INFO_TYPE: &str = "type.googleapis.com/google.rpc.RetryInfo";
