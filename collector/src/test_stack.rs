@@ -33,7 +33,7 @@ pub(crate) async fn start(data: &Path, wal_config: WalConfig, store: StoreConfig
         tokio::task::spawn_blocking(move || wal::recover_into(&dir, &d, &sink).unwrap())
             .await
             .unwrap();
-    let stats = Arc::new(WalStats::after_recovery(&wal_dir(data), &report));
+    let stats = Arc::new(WalStats::after_recovery(&report));
     let checkpointer = wal::spawn_checkpointer(wal_dir(data), writer.flushed(), Arc::clone(&stats));
     let wal = WalWriter::start(
         wal_dir(data),

@@ -134,7 +134,7 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         tokio::task::spawn_blocking(move || wal::recover_into(&dir, &data, &sink)).await??
     };
     log_recovery(&report.0, report.1);
-    let wal_stats = Arc::new(WalStats::after_recovery(&wal_dir, &report.0));
+    let wal_stats = Arc::new(WalStats::after_recovery(&report.0));
     let checkpointer =
         wal::spawn_checkpointer(wal_dir.clone(), writer.flushed(), Arc::clone(&wal_stats));
     let wal = WalWriter::start(

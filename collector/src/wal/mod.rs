@@ -94,7 +94,7 @@ pub struct WalStats {
 
 impl WalStats {
     /// Counters seeded from a recovery: what is on disk, the checkpoint, what was replayed.
-    pub fn after_recovery(dir: &Path, report: &RecoveryReport) -> Self {
+    pub fn after_recovery(report: &RecoveryReport) -> Self {
         let stats = Self::default();
         stats
             .checkpoint_seq
@@ -108,13 +108,7 @@ impl WalStats {
         stats
             .recovery_cuts
             .store(report.cuts.len() as u64, Ordering::Relaxed);
-        let on_disk = segment::list(dir).map_or(0, |segs| {
-            segs.iter()
-                .filter_map(|(_, p)| std::fs::metadata(p).ok())
-                .map(|m| m.len())
-                .sum()
-        });
-        stats.disk_bytes.store(on_disk, Ordering::Relaxed);
+        stats.disk_bytes.store(report.kept_bytes, Ordering::Relaxed);
         stats
     }
 }

@@ -50,6 +50,8 @@ pub struct RecoveryReport {
     pub cuts: Vec<Cut>,
     /// Segments removed because no valid frame was left in them.
     pub empty_removed: usize,
+    /// Bytes in the segments kept, after cutting.
+    pub kept_bytes: u64,
     /// The sequence number the next appended frame gets.
     pub next_seq: u64,
 }
@@ -86,7 +88,9 @@ pub fn recover(
     let mut payload = Vec::new();
     let mut removed = false;
     for (_, path) in segments {
-        let kept = recover_segment(&path, &mut prev, &mut payload, &mut report, &mut replay)?;
+        let (kept, bytes) =
+            recover_segment(&path, &mut prev, &mut payload, &mut report, &mut replay)?;
+        report.kept_bytes += bytes;
         if kept == 0 {
             std::fs::remove_file(&path).map_err(|e| WalError::io("remove", &path, e))?;
             report.empty_removed += 1;
@@ -100,14 +104,14 @@ pub fn recover(
     Ok(report)
 }
 
-/// Recovers one segment; returns how many valid frames it keeps.
+/// Recovers one segment; returns how many valid frames it keeps, and its length after cutting.
 fn recover_segment(
     path: &Path,
     prev: &mut Option<u64>,
     payload: &mut Vec<u8>,
     report: &mut RecoveryReport,
     replay: &mut impl FnMut(u64, &[u8]) -> Result<Replayed, String>,
-) -> Result<u64, WalError> {
+) -> Result<(u64, u64), WalError> {
     let io = |op| move |e| WalError::io(op, path, e);
     let file = OpenOptions::new()
         .read(true)
@@ -153,7 +157,7 @@ fn recover_segment(
     if let Some(damage) = damage {
         cut(&file, path, offset, len, damage, report)?;
     }
-    Ok(kept)
+    Ok((kept, if kept == 0 { 0 } else { offset }))
 }
 
 /// Copies `path[offset..len]` to quarantine and truncates the segment at `offset`.
