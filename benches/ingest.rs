@@ -543,6 +543,8 @@ async fn drive(
     let pace = args
         .rate
         .map(|r| Duration::from_secs_f64(args.concurrency as f64 / r));
+    // Task t starts t/C into the period, so that paced requests arrive evenly.
+    let phase = |t: usize| pace.map(|p| (p, p.mul_f64(t as f64 / args.concurrency as f64)));
     let mut handles = Vec::with_capacity(args.concurrency);
     let start;
     match proto {
@@ -569,7 +571,7 @@ async fn drive(
                     batches.clone(),
                     t * stride,
                     deadline,
-                    pace.map(|p| (p, p.mul_f64(t as f64 / args.concurrency as f64))),
+                    phase(t),
                     send,
                 )));
             }
@@ -591,7 +593,7 @@ async fn drive(
                     batches.clone(),
                     t * stride,
                     deadline,
-                    pace.map(|p| (p, p.mul_f64(t as f64 / args.concurrency as f64))),
+                    phase(t),
                     send,
                 )));
             }
