@@ -192,6 +192,15 @@ impl Client {
         (support::request("disk-full-test", spans), keys)
     }
 
+    /// One request over gRPC when `grpc`, else over OTLP/HTTP.
+    async fn send(&mut self, grpc: bool) -> (Answer, Vec<Key>) {
+        if grpc {
+            self.grpc().await
+        } else {
+            self.http().await
+        }
+    }
+
     async fn http(&mut self) -> (Answer, Vec<Key>) {
         let (req, keys) = self.request();
         let resp = self
@@ -312,11 +321,7 @@ async fn disk_full_refuses_retryably_and_recovers_without_loss() {
 
     // Space is there: both protocols are accepted.
     for grpc in [false, true] {
-        let (a, k) = if grpc {
-            client.grpc().await
-        } else {
-            client.http().await
-        };
+        let (a, k) = client.send(grpc).await;
         assert!(
             matches!(a, Answer::Accepted),
             "before the disk filled: {a:?}"
@@ -335,11 +340,7 @@ async fn disk_full_refuses_retryably_and_recovers_without_loss() {
         && Instant::now() < deadline
     {
         let grpc = sent % 2 == 1;
-        let (a, k) = if grpc {
-            client.grpc().await
-        } else {
-            client.http().await
-        };
+        let (a, k) = client.send(grpc).await;
         sent += 1;
         ledger.note(&a, k);
         match a {
@@ -378,11 +379,7 @@ async fn disk_full_refuses_retryably_and_recovers_without_loss() {
             "no Parquet write failed within {PHASE_DEADLINE:?} on a full disk\nserver stderr:\n{}",
             server.log()
         );
-        let (a, k) = if refused % 2 == 1 {
-            client.grpc().await
-        } else {
-            client.http().await
-        };
+        let (a, k) = client.send(refused % 2 == 1).await;
         assert!(
             !matches!(a, Answer::Accepted),
             "a request was acknowledged on a disk without room for it"
@@ -410,11 +407,7 @@ async fn disk_full_refuses_retryably_and_recovers_without_loss() {
     let mut sent = 0;
     while !(http_ok && grpc_ok) && sent < MAX_REQUESTS && Instant::now() < deadline {
         let grpc = sent % 2 == 1;
-        let (a, k) = if grpc {
-            client.grpc().await
-        } else {
-            client.http().await
-        };
+        let (a, k) = client.send(grpc).await;
         sent += 1;
         let accepted = matches!(a, Answer::Accepted);
         ledger.note(&a, k);
@@ -431,11 +424,7 @@ async fn disk_full_refuses_retryably_and_recovers_without_loss() {
         server.log()
     );
     for i in 0..2 * AFTER_RECOVERY {
-        let (a, k) = if i % 2 == 1 {
-            client.grpc().await
-        } else {
-            client.http().await
-        };
+        let (a, k) = client.send(i % 2 == 1).await;
         assert!(
             matches!(a, Answer::Accepted),
             "request {i} after space returned: {a:?}"
