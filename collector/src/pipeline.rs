@@ -110,11 +110,6 @@ impl Pipeline {
         self.wal.is_open()
     }
 
-    /// The write-ahead log this pipeline appends to.
-    pub fn wal(&self) -> &WalHandle {
-        &self.wal
-    }
-
     /// The ingest counters.
     pub fn stats(&self) -> &Arc<IngestStats> {
         &self.stats

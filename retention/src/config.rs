@@ -14,8 +14,8 @@ pub struct StoreConfig {
     /// Flush as soon as this many records are buffered. Bounds memory and file size.
     /// Default 32768.
     pub flush_max_rows: usize,
-    /// Requests that may wait for the writer; when full, receivers answer with a retryable
-    /// error instead of buffering more. Default 128.
+    /// Requests that may wait for the writer; when full, the write-ahead log waits (and its own
+    /// bounded queue pushes back on receivers) instead of buffering more. Default 128.
     pub queue_capacity: usize,
     /// Zstandard level of Parquet pages (1 = fastest). Default 1.
     pub zstd_level: i32,

@@ -21,7 +21,7 @@ pub mod writer;
 pub use config::StoreConfig;
 pub use layout::{Layout, Partition};
 pub use sealed::SealedIndex;
-pub use writer::{QueueSlot, StoreStats, StoreWriter, SubmitError, WriteBatch, WriterHandle};
+pub use writer::{StoreStats, StoreWriter, SubmitError, WriteBatch, WriterHandle};
 
 use std::path::PathBuf;
 

@@ -1,10 +1,11 @@
 //! The store writer: a background task that buffers records and flushes them to Parquet when
 //! `flush_max_rows` are buffered or the oldest buffered record is `flush_interval_ms` old.
 //!
-//! Submission goes through a bounded queue: when it is full, [`WriterHandle::try_submit`]
-//! fails at once and receivers answer with a retryable error instead of growing memory. A
-//! failed flush (disk full, I/O error) keeps the records, stops taking new ones (so the queue
-//! fills and receivers push back) and retries with backoff: records are never dropped.
+//! Submission goes through a bounded queue: when it is full, the write-ahead log's thread waits
+//! ([`WriterHandle::submit_blocking`]), its own queue fills and receivers answer with a
+//! retryable error instead of growing memory. A failed flush (disk full, I/O error) keeps the
+//! records, stops taking new ones (so the queues fill and receivers push back) and retries with
+//! backoff: records are never dropped.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -84,24 +85,14 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
-    /// Reserves a place in the queue without waiting; fails at once when the queue is full.
-    ///
-    /// Receivers reserve before decoding, so a request refused for lack of room costs almost
-    /// nothing: under overload, CPU goes to requests that will be accepted.
-    pub fn try_reserve(&self) -> Result<QueueSlot, SubmitError> {
-        let permit = self.tx.clone().try_reserve_owned().map_err(|e| match e {
+    /// Queues records without waiting; fails at once when the queue is full.
+    pub fn try_submit(&self, batch: WriteBatch) -> Result<(), SubmitError> {
+        let rows = batch.len() as u64;
+        self.tx.try_send(batch).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => SubmitError::Full,
             mpsc::error::TrySendError::Closed(_) => SubmitError::Closed,
         })?;
-        Ok(QueueSlot {
-            permit,
-            stats: Arc::clone(&self.stats),
-        })
-    }
-
-    /// Queues records without waiting; fails at once when the queue is full.
-    pub fn try_submit(&self, batch: WriteBatch) -> Result<(), SubmitError> {
-        self.try_reserve()?.submit(batch);
+        self.stats.pending_rows.fetch_add(rows, Ordering::Relaxed);
         Ok(())
     }
 
@@ -124,23 +115,6 @@ impl WriterHandle {
     /// The writer's counters.
     pub fn stats(&self) -> &Arc<StoreStats> {
         &self.stats
-    }
-}
-
-/// A reserved place in the writer's queue; dropping it gives the place back.
-#[derive(Debug)]
-pub struct QueueSlot {
-    permit: mpsc::OwnedPermit<WriteBatch>,
-    stats: Arc<StoreStats>,
-}
-
-impl QueueSlot {
-    /// Queues records in the reserved place.
-    pub fn submit(self, batch: WriteBatch) {
-        self.stats
-            .pending_rows
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        self.permit.send(batch);
     }
 }
 
