@@ -4,7 +4,7 @@
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, MapBuilder, MapFieldNames, RecordBatch,
+    ArrayRef, BooleanBuilder, FixedSizeBinaryArray, Int64Array, StringArray, Float64Builder, Int64Builder, MapBuilder, MapFieldNames, RecordBatch,
     StringBuilder, TimestampNanosecondBuilder, UInt16Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -60,6 +60,58 @@ fn req(name: &str, dt: DataType) -> Field {
 
 fn opt(name: &str, dt: DataType) -> Field {
     Field::new(name, dt, true)
+}
+
+/// The chain columns every stored row ends with (`docs/specs/chain.md` §2).
+fn chain_fields() -> [Field; 4] {
+    [
+        req("chain_id", DataType::Utf8),
+        req("seq", DataType::Int64),
+        req("leaf_hash", DataType::FixedSizeBinary(32)),
+        req("chain_hash", DataType::FixedSizeBinary(32)),
+    ]
+}
+
+/// A batch's place in its chain: the values of the chain columns.
+#[derive(Debug, Clone, Copy)]
+pub struct ChainColumns<'a> {
+    /// The chain id.
+    pub chain_id: &'a str,
+    /// Seq of the first row; the rows' seqs are consecutive.
+    pub first_seq: i64,
+    /// One leaf hash per row.
+    pub leaf_hashes: &'a [[u8; 32]],
+    /// One chained hash per row.
+    pub chain_hashes: &'a [[u8; 32]],
+}
+
+/// Appends the chain columns to a content batch built by [`tool_calls_batch`] or
+/// [`llm_calls_batch`], giving a batch of the stored schema ([`tool_calls_schema`],
+/// [`llm_calls_schema`]).
+pub fn with_chain(batch: &RecordBatch, chain: ChainColumns<'_>) -> Result<RecordBatch, ArrowError> {
+    let n = batch.num_rows();
+    if chain.leaf_hashes.len() != n || chain.chain_hashes.len() != n {
+        return Err(ArrowError::InvalidArgumentError(format!(
+            "{n} rows but {} leaf hashes and {} chained hashes",
+            chain.leaf_hashes.len(),
+            chain.chain_hashes.len()
+        )));
+    }
+    let content = batch.schema();
+    let mut fields: Vec<Field> = content.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.extend(chain_fields());
+    let schema = Arc::new(Schema::new_with_metadata(fields, content.metadata().clone()));
+    let hashes = |h: &[[u8; 32]]| {
+        FixedSizeBinaryArray::try_from_iter(h.iter()).map(|a| Arc::new(a) as ArrayRef)
+    };
+    let mut cols = batch.columns().to_vec();
+    cols.push(Arc::new(StringArray::from(vec![chain.chain_id; n])));
+    cols.push(Arc::new(Int64Array::from_iter_values(
+        (0..n as i64).map(|i| chain.first_seq + i),
+    )));
+    cols.push(hashes(chain.leaf_hashes)?);
+    cols.push(hashes(chain.chain_hashes)?);
+    RecordBatch::try_new(schema, cols)
 }
 
 fn with_metadata(fields: Vec<Field>, table: &str) -> SchemaRef {
@@ -149,6 +201,15 @@ static TOOL_CALLS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     with_metadata(f, TOOL_CALLS)
 });
 
+static TOOL_CALLS_STORED: LazyLock<SchemaRef> = LazyLock::new(|| stored(&TOOL_CALLS_SCHEMA));
+static LLM_CALLS_STORED: LazyLock<SchemaRef> = LazyLock::new(|| stored(&LLM_CALLS_SCHEMA));
+
+fn stored(content: &SchemaRef) -> SchemaRef {
+    let mut fields: Vec<Field> = content.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.extend(chain_fields());
+    Arc::new(Schema::new_with_metadata(fields, content.metadata().clone()))
+}
+
 static LLM_CALLS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     let mut f = vec![
         req("schema_version", DataType::UInt16),
@@ -179,14 +240,14 @@ static LLM_CALLS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
     with_metadata(f, LLM_CALLS)
 });
 
-/// Arrow schema of the `tool_calls` table.
+/// Arrow schema of the stored `tool_calls` table: the record's columns, then the chain's.
 pub fn tool_calls_schema() -> SchemaRef {
-    TOOL_CALLS_SCHEMA.clone()
+    TOOL_CALLS_STORED.clone()
 }
 
-/// Arrow schema of the `llm_calls` table.
+/// Arrow schema of the stored `llm_calls` table: the record's columns, then the chain's.
 pub fn llm_calls_schema() -> SchemaRef {
-    LLM_CALLS_SCHEMA.clone()
+    LLM_CALLS_STORED.clone()
 }
 
 fn duration_ms(start: i64, end: i64) -> f64 {
@@ -319,7 +380,8 @@ fn append_payload(
     content.append_option(p.content.as_deref());
 }
 
-/// Builds a `tool_calls` `RecordBatch` from records, in the order given.
+/// Builds the content columns of a `tool_calls` batch from records, in the order given; the
+/// writer adds the chain columns with [`with_chain`].
 pub fn tool_calls_batch(rows: &[&ToolCall]) -> Result<RecordBatch, ArrowError> {
     let n = rows.len();
     let mut version = UInt16Builder::with_capacity(n);
@@ -457,10 +519,11 @@ pub fn tool_calls_batch(rows: &[&ToolCall]) -> Result<RecordBatch, ArrowError> {
         Arc::new(attributes.finish()),
         Arc::new(resource_attributes.finish()),
     ]);
-    RecordBatch::try_new(tool_calls_schema(), cols)
+    RecordBatch::try_new(TOOL_CALLS_SCHEMA.clone(), cols)
 }
 
-/// Builds an `llm_calls` `RecordBatch` from records, in the order given.
+/// Builds the content columns of an `llm_calls` batch from records, in the order given; the
+/// writer adds the chain columns with [`with_chain`].
 pub fn llm_calls_batch(rows: &[&LlmCall]) -> Result<RecordBatch, ArrowError> {
     let n = rows.len();
     let mut version = UInt16Builder::with_capacity(n);
@@ -538,5 +601,5 @@ pub fn llm_calls_batch(rows: &[&LlmCall]) -> Result<RecordBatch, ArrowError> {
     attribution.finish(&mut cols);
     source.finish(&mut cols);
     cols.push(Arc::new(attributes.finish()));
-    RecordBatch::try_new(llm_calls_schema(), cols)
+    RecordBatch::try_new(LLM_CALLS_SCHEMA.clone(), cols)
 }

@@ -473,4 +473,4 @@ impl Reader<'_> {
 
 #[cfg(test)]
 #[path = "codec_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -6,7 +6,7 @@ use prost::Message;
 use super::*;
 use crate::{Attributor, IngestContext, map_request};
 
-fn sample_records() -> Vec<ToolCall> {
+pub(crate) fn sample_records() -> Vec<ToolCall> {
     let dir = format!("{}/../tests/fixtures/samples", env!("CARGO_MANIFEST_DIR"));
     let ctx = IngestContext {
         observed_time_ns: 1_800_000_000_000_000_000,
@@ -27,7 +27,7 @@ fn sample_records() -> Vec<ToolCall> {
     all
 }
 
-fn llm_call() -> LlmCall {
+pub(crate) fn llm_call() -> LlmCall {
     LlmCall {
         event_id: "0f1e2d3c-4b5a-8978-8695-a4b3c2d1e0f9".into(),
         trace_id: "0af7651916cd43dd8448eb211c80319c".into(),

@@ -8,11 +8,13 @@
 //! - [`attribution`]: who made a call (principal, team, tenant, cost centre), `docs/specs/attribution.md`;
 //! - [`catalog`]: the operation class (read, write, delete, admin) of a tool;
 //! - [`outcome`]: ok / tool_error / protocol_error / denied from a span's error signals;
+//! - [`canonical`]: the canonical record encoding that record hashes cover (`docs/specs/chain.md`);
 //! - [`codec`]: the deterministic binary encoding of records that the write-ahead log stores;
 //! - [`sensitive`]: what is kept of tool arguments and results.
 
 pub mod arrow_schema;
 pub mod attribution;
+pub mod canonical;
 pub mod catalog;
 pub mod codec;
 mod glob;
@@ -32,7 +34,7 @@ pub use record::{LlmCall, OperationClass, Outcome, PrincipalKind, Side, ToolCall
 ///
 /// Bumped whenever a column is added, removed or changes meaning; readers use it to pick
 /// the right interpretation of old files.
-pub const SCHEMA_VERSION: u16 = 1;
+pub const SCHEMA_VERSION: u16 = 2;
 
 /// Errors raised while loading attribution inputs (directory, catalog, config).
 #[derive(Debug, thiserror::Error)]
