@@ -8,12 +8,16 @@
 //! - [`writer`]: the background task that batches records by size or age and flushes them;
 //! - [`dedup`]: the window of recent event ids that drops exporter retries;
 //! - [`sealed`]: which replayed write-ahead-log records are already in sealed files;
-//! - [`merkle`]: RFC 6962 tree heads, inclusion and consistency proofs, and their verification.
+//! - [`merkle`]: RFC 6962 tree heads, inclusion and consistency proofs, and their verification;
+//! - [`note`]: C2SP signed notes and the text forms of their Ed25519 keys;
+//! - [`checkpoint`]: C2SP tlog checkpoints (origin, tree size, root, timestamp), signed as notes.
 
+pub mod checkpoint;
 pub mod config;
 pub mod dedup;
 pub mod layout;
 pub mod merkle;
+pub mod note;
 pub mod parquet_file;
 pub mod sealed;
 pub mod writer;
