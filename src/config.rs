@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 use calltrail_collector::{AuthConfig, Authenticator, ReceiverConfig, WalConfig};
 use calltrail_retention::StoreConfig;
+use calltrail_retention::chain::IntegrityConfig;
 use calltrail_schemas::{AttributionConfig, Attributor, Directory, ToolCatalog};
 use serde::Deserialize;
 
@@ -29,6 +30,8 @@ pub struct Config {
     pub wal: WalConfig,
     /// Parquet store.
     pub store: StoreConfig,
+    /// Tamper evidence: the checkpoint signing key and heartbeat.
+    pub integrity: IntegrityConfig,
     /// Attribution of calls to principals, teams, tenants and cost centres.
     pub attribution: AttributionConfig,
     /// Calltrail's own metrics: `GET /metrics` and optional OTLP push.
@@ -44,6 +47,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             wal: WalConfig::default(),
             store: StoreConfig::default(),
+            integrity: IntegrityConfig::default(),
             attribution: AttributionConfig::default(),
             telemetry: TelemetryConfig::default(),
         }
@@ -66,6 +70,7 @@ impl Config {
         };
         rebase(&mut config.data_dir);
         config.attribution.directory.as_mut().map(rebase);
+        config.integrity.signing_key.as_mut().map(rebase);
         config.attribution.tool_catalog.as_mut().map(rebase);
         if let Some(tls) = config.receivers.tls.as_mut() {
             rebase(&mut tls.cert_file);
@@ -93,6 +98,7 @@ impl Config {
             .validate()
             .map_err(|(key, msg)| anyhow!("{key}: {msg}"))?;
         self.store.validate()?;
+        self.integrity.validate()?;
         self.attribution.validate()?;
         self.telemetry.validate()?;
         Ok(())

@@ -3,6 +3,8 @@
 //! renamed into place and its directory fsynced, so a reader never sees a partial file.
 //!
 //! - [`config`]: the `[store]` configuration section;
+//! - [`files`]: crash-safe file writes;
+//! - [`chain`]: the record chain, segments, checkpoints and keys (`docs/specs/chain.md`);
 //! - [`layout`]: where files go;
 //! - [`parquet_file`]: one atomic Parquet file write;
 //! - [`writer`]: the background task that batches records by size or age and flushes them;
@@ -10,17 +12,28 @@
 //! - [`sealed`]: which replayed write-ahead-log records are already in sealed files;
 //! - [`merkle`]: RFC 6962 tree heads, inclusion and consistency proofs, and their verification;
 //! - [`note`]: C2SP signed notes and the text forms of their Ed25519 keys;
-//! - [`checkpoint`]: C2SP tlog checkpoints (origin, tree size, root, timestamp), signed as notes.
+//! - [`checkpoint`]: C2SP tlog checkpoints (origin, tree size, root, timestamp), signed as notes;
+//! - [`tree`]: streaming tree heads and proofs over leaves fed in order;
+//! - [`verify`]: offline verification of a store, finding by attack class;
+//! - [`proof`]: inclusion proofs of one record, and their offline check.
 
+pub mod chain;
 pub mod checkpoint;
 pub mod config;
 pub mod dedup;
+pub mod files;
 pub mod layout;
 pub mod merkle;
 pub mod note;
 pub mod parquet_file;
+pub mod proof;
 pub mod sealed;
+pub mod tree;
+pub mod verify;
 pub mod writer;
+
+#[cfg(test)]
+mod test_support;
 
 pub use config::StoreConfig;
 pub use layout::{Layout, Partition};
@@ -51,6 +64,15 @@ pub enum Error {
     /// The writer task has stopped.
     #[error("the store writer has stopped")]
     Closed,
+    /// A record could not be canonically encoded (a bug for records we built).
+    #[error("canonical encoding: {0}")]
+    Canonical(#[from] calltrail_schemas::canonical::CanonicalError),
+    /// The chain, a checkpoint or a key is not as it must be; the message says what and where.
+    #[error("{0}")]
+    Integrity(String),
+    /// A checkpoint could not be signed or read.
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] crate::checkpoint::CheckpointError),
     /// A configuration value is invalid; the message names the key.
     #[error("{key}: {message}")]
     Config {

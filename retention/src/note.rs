@@ -106,6 +106,21 @@ pub struct SigningKey {
     key_pair: Ed25519KeyPair,
 }
 
+impl Clone for SigningKey {
+    fn clone(&self) -> Self {
+        // `Ed25519KeyPair` is not `Clone`; the seed rebuilds the identical pair.
+        let key_pair = Ed25519KeyPair::from_seed_unchecked(&self.seed)
+            .expect("a seed that built a key pair builds it again");
+        Self {
+            name: self.name.clone(),
+            key_id: self.key_id,
+            seed: self.seed,
+            public_key: self.public_key,
+            key_pair,
+        }
+    }
+}
+
 impl SigningKey {
     /// A new random key named `name` (non-empty, no spaces, `+` or control characters; the spec
     /// recommends a schema-less URL such as `calltrail.example/audit`).

@@ -15,6 +15,7 @@ use parquet::file::metadata::{KeyValue, SortingColumn};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
+use crate::files::{ensure_dir, sync_dir};
 use crate::{Error, Result, io_err};
 
 /// Columns whose values are (nearly) all distinct: dictionary encoding only costs CPU there.
@@ -56,33 +57,6 @@ pub fn writer_properties(
         .build())
 }
 
-/// Syncs a directory so a rename or a new entry in it survives a crash.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync directory", dir))
-}
-
-/// Creates `dir` (and parents) if missing, syncing each parent whose entries changed.
-pub fn ensure_dir(dir: &Path) -> Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let mut missing = Vec::new();
-    let mut cur = Some(dir);
-    while let Some(d) = cur.filter(|d| !d.exists()) {
-        missing.push(d);
-        cur = d.parent();
-    }
-    fs::create_dir_all(dir).map_err(io_err("create directory", dir))?;
-    for d in missing.iter().rev() {
-        if let Some(parent) = d.parent() {
-            sync_dir(parent)?;
-        }
-    }
-    Ok(())
-}
-
 /// Writes `batch` to `dir/name` atomically and returns the file's size in bytes.
 pub fn write_atomic(
     dir: &Path,
@@ -101,7 +75,12 @@ pub fn write_atomic(
         file.sync_all().map_err(io_err("fsync", &tmp))?;
         let size = file.metadata().map_err(io_err("stat", &tmp))?.len();
         fs::rename(&tmp, &dest).map_err(io_err("rename", &tmp))?;
-        sync_dir(dir)?;
+        if let Err(e) = sync_dir(dir) {
+            // The rename may not be durable: take the file back so a retry writes it afresh
+            // (its rows carry chain seqs, which must exist once).
+            let _ = fs::remove_file(&dest);
+            return Err(e);
+        }
         Ok::<u64, Error>(size)
     })();
     if result.is_err() {

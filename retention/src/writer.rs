@@ -8,8 +8,8 @@
 //! backoff: records are never dropped.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arrow::array::RecordBatch;
@@ -19,9 +19,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until};
 
+use crate::chain::{Chain, IntegrityConfig, SharedLog};
+use crate::checkpoint::SignedCheckpoint;
 use crate::dedup::{DedupWindow, recent_event_ids};
+use crate::files::ensure_dir;
 use crate::layout::{Layout, Partition};
-use crate::parquet_file::{ensure_dir, write_atomic, writer_properties};
+use crate::note::SigningKey;
+use crate::parquet_file::writer_properties;
 use crate::{Error, Result, StoreConfig};
 
 /// Records from one ingest request: one write-ahead-log frame.
@@ -124,7 +128,10 @@ pub struct StoreWriter {
     handle: WriterHandle,
     shutdown: oneshot::Sender<()>,
     task: JoinHandle<()>,
+    heartbeat: JoinHandle<()>,
     flushed: watch::Receiver<u64>,
+    checkpoints: watch::Receiver<Option<Arc<SignedCheckpoint>>>,
+    chain_id: String,
 }
 
 #[derive(Default)]
@@ -142,12 +149,27 @@ impl Buffer {
 }
 
 impl StoreWriter {
-    /// Starts the writer over `layout`, creating the table directories.
-    pub fn spawn(config: StoreConfig, layout: Arc<Layout>) -> Result<Self> {
+    /// Starts the writer over `layout`, creating the table directories, and opens (or
+    /// starts) the chain it extends, signing with `key`.
+    pub fn spawn(
+        config: StoreConfig,
+        layout: Arc<Layout>,
+        integrity: &IntegrityConfig,
+        key: &SigningKey,
+    ) -> Result<Self> {
         config.validate()?;
+        integrity.validate()?;
         for table in [TOOL_CALLS, LLM_CALLS] {
             ensure_dir(&layout.table_dir(table))?;
         }
+        let (feed, checkpoints) = watch::channel(None);
+        let chain = Chain::open(layout.root(), key, &integrity.log_name, feed)?;
+        let chain_id = chain.state().chain_id.clone();
+        let heartbeat = tokio::spawn(heartbeat(
+            chain.log(),
+            Duration::from_secs(integrity.heartbeat_secs),
+        ));
+        let chain = Arc::new(Mutex::new(chain));
         let (tx, rx) = mpsc::channel(config.queue_capacity);
         let (shutdown, shutdown_rx) = oneshot::channel();
         let (flushed_tx, flushed) = watch::channel(0);
@@ -159,13 +181,27 @@ impl StoreWriter {
             shutdown_rx,
             Arc::clone(&stats),
             Arc::new(flushed_tx),
+            chain,
         ));
         Ok(Self {
             handle: WriterHandle { tx, stats },
             shutdown,
             task,
+            heartbeat,
             flushed,
+            checkpoints,
+            chain_id,
         })
+    }
+
+    /// Each new signed checkpoint, for publishing off-box (the SIEM forwarders).
+    pub fn checkpoints(&self) -> watch::Receiver<Option<Arc<SignedCheckpoint>>> {
+        self.checkpoints.clone()
+    }
+
+    /// The id of the chain this writer extends.
+    pub fn chain_id(&self) -> &str {
+        &self.chain_id
     }
 
     /// The highest `wal_seq` whose records (and those of every earlier batch) are in sealed
@@ -185,6 +221,7 @@ impl StoreWriter {
         if let Err(e) = self.task.await {
             tracing::error!(error = %e, "The store writer task failed.");
         }
+        self.heartbeat.abort();
         Arc::clone(&self.handle.stats)
     }
 }
@@ -196,6 +233,7 @@ async fn run(
     mut shutdown: oneshot::Receiver<()>,
     stats: Arc<StoreStats>,
     flushed: Arc<watch::Sender<u64>>,
+    chain: Arc<Mutex<Chain>>,
 ) {
     let interval = Duration::from_millis(config.flush_interval_ms);
     let mut dedup = DedupWindow::new(config.dedup_window);
@@ -235,6 +273,7 @@ async fn run(
             pending,
             Arc::clone(&stats),
             Arc::clone(&flushed),
+            Arc::clone(&chain),
         );
         *in_flight = Some(tokio::spawn(job));
     };
@@ -271,6 +310,36 @@ async fn run(
     wait(in_flight.take()).await;
     start_flush(&mut buf, &mut in_flight);
     wait(in_flight.take()).await;
+}
+
+/// Re-signs the newest checkpoint whenever none was signed for about `every`, so checkpoints
+/// are never further apart than `every` even when nothing is written.
+async fn heartbeat(log: SharedLog, every: Duration) {
+    let tick = (every / 10).max(Duration::from_secs(1)).min(every);
+    loop {
+        sleep(tick).await;
+        let log = Arc::clone(&log);
+        let done = tokio::task::spawn_blocking(move || {
+            let mut log = log
+                .lock()
+                .map_err(|_| "the checkpoint log lock is poisoned".to_owned())?;
+            let age = log.last().and_then(|c| c.checkpoint.timestamp).map(|t| {
+                Duration::from_secs(
+                    (chrono::Utc::now().timestamp().max(0) as u64).saturating_sub(t),
+                )
+            });
+            if age.is_some_and(|a| a + tick >= every) {
+                log.heartbeat().map_err(|e| e.to_string())?;
+            }
+            Ok::<(), String>(())
+        })
+        .await;
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "Signing a heartbeat checkpoint failed."),
+            Err(e) => tracing::error!(error = %e, "The heartbeat task failed."),
+        }
+    }
 }
 
 async fn wait(job: Option<JoinHandle<()>>) {
@@ -311,13 +380,15 @@ async fn flush(
     mut pending: Buffer,
     stats: Arc<StoreStats>,
     flushed: Arc<watch::Sender<u64>>,
+    chain: Arc<Mutex<Chain>>,
 ) {
     let frames = pending.frames;
     let mut backoff = Duration::from_millis(100);
     while pending.len() > 0 {
         let (cfg, lay, st) = (config.clone(), Arc::clone(&layout), Arc::clone(&stats));
+        let ch = Arc::clone(&chain);
         let outcome =
-            tokio::task::spawn_blocking(move || write_buffer(&cfg, &lay, pending, &st)).await;
+            tokio::task::spawn_blocking(move || write_buffer(&cfg, &lay, &ch, pending, &st)).await;
         match outcome {
             Ok(Ok(())) => break,
             Ok(Err(failed)) => {
@@ -379,12 +450,13 @@ fn start_time_index(schema: &arrow::datatypes::Schema) -> usize {
     schema.index_of("start_time").unwrap_or(0)
 }
 
-/// Writes each partition of one table to its own file. On failure, returns the error and the
-/// partitions already written, so a retry does not write them twice.
+/// Writes each partition of one table to its own file, a segment of the chain. On failure,
+/// returns the error and the partitions already written, so a retry does not write them twice.
 #[allow(clippy::too_many_arguments)] // one call per table; a struct would only rename them
 fn write_table<T>(
     config: &StoreConfig,
     layout: &Layout,
+    chain: &mut Chain,
     table: &str,
     frames: (u64, u64),
     rows: &[T],
@@ -394,20 +466,22 @@ fn write_table<T>(
 ) -> Result<(), (Error, Vec<Partition>)> {
     let mut written = Vec::new();
     for (p, idx) in by_partition(rows, time) {
-        let one = || -> Result<u64> {
+        let mut one = || -> Result<u64> {
             let sorted: Vec<&T> = idx.iter().map(|&i| &rows[i]).collect();
             let batch = build(&sorted)?;
-            let props = writer_properties(
-                config.zstd_level,
-                start_time_index(&batch.schema()),
-                metadata(table, frames),
-            )?;
-            write_atomic(
+            let props = |footer: Vec<(String, String)>| {
+                let mut kv = metadata(table, frames);
+                kv.extend(footer);
+                writer_properties(config.zstd_level, start_time_index(&batch.schema()), kv)
+            };
+            let (bytes, _) = chain.seal(
+                table,
                 &layout.partition_dir(table, p),
                 &layout.next_file_name(now_ms(), frames.0, frames.1),
                 &batch,
                 props,
-            )
+            )?;
+            Ok(bytes)
         };
         match one() {
             Ok(bytes) => {
@@ -423,15 +497,21 @@ fn write_table<T>(
 fn write_buffer(
     config: &StoreConfig,
     layout: &Layout,
+    chain: &Mutex<Chain>,
     mut buf: Buffer,
     stats: &StoreStats,
 ) -> Result<(), Box<(Error, Buffer)>> {
+    let Ok(mut chain) = chain.lock() else {
+        let e = Error::Integrity("the chain lock is poisoned".into());
+        return Err(Box::new((e, buf)));
+    };
     let tool_time: fn(&ToolCall) -> i64 = |r| r.start_time_ns;
     let llm_time: fn(&LlmCall) -> i64 = |r| r.start_time_ns;
     let frames = buf.frames.unwrap_or_default();
     if let Err((e, done)) = write_table(
         config,
         layout,
+        &mut chain,
         TOOL_CALLS,
         frames,
         &buf.tool_calls,
@@ -447,6 +527,7 @@ fn write_buffer(
     if let Err((e, done)) = write_table(
         config,
         layout,
+        &mut chain,
         LLM_CALLS,
         frames,
         &buf.llm_calls,

@@ -4,61 +4,16 @@
 use std::fs::File;
 
 use arrow::array::{Array, AsArray, TimestampNanosecondArray};
-use calltrail_schemas::record::{Attribution, Payload, Source};
-use calltrail_schemas::{OperationClass, Outcome, Side};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::*;
+use crate::test_support::{T0, call, key};
+
+fn spawn(cfg: StoreConfig, layout: Arc<Layout>) -> StoreWriter {
+    StoreWriter::spawn(cfg, layout, &IntegrityConfig::default(), &key()).unwrap()
+}
 
 const HOUR_NS: i64 = 3_600_000_000_000;
-const T0: i64 = 1_795_453_103_000_000_000; // 2026-11-23T16:58:23Z
-
-fn call(i: i64, start: i64) -> ToolCall {
-    ToolCall {
-        event_id: format!("e{i}"),
-        trace_id: format!("{i:032x}"),
-        span_id: format!("{i:016x}"),
-        parent_span_id: None,
-        call_id: format!("{i:016x}"),
-        is_request: true,
-        side: Side::Server,
-        span_name: "tools/call get_x".into(),
-        start_time_ns: start,
-        end_time_ns: start + 1_000_000,
-        observed_time_ns: start,
-        method: "tools/call".into(),
-        tool_name: Some("get_x".into()),
-        prompt_name: None,
-        resource_uri: None,
-        operation_class: OperationClass::Read,
-        outcome: Outcome::Ok,
-        error_type: None,
-        jsonrpc_code: None,
-        error_message: None,
-        request_id: None,
-        protocol_version: None,
-        session_id: None,
-        server_name: Some("srv".into()),
-        client_name: None,
-        attribution: Attribution {
-            principal_reason: "no_principal".into(),
-            ..Default::default()
-        },
-        network_transport: None,
-        client_address: None,
-        client_port: None,
-        server_address: None,
-        server_port: None,
-        source: Arc::new(Source {
-            ingest_protocol: "test",
-            ..Default::default()
-        }),
-        arguments: Payload::default(),
-        result: Payload::default(),
-        attributes: vec![("k".into(), "v".into())],
-        resource_attributes: Arc::default(),
-    }
-}
 
 fn parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
@@ -66,7 +21,7 @@ fn parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         let p = e.unwrap().path();
         if p.is_dir() {
             out.extend(parquet_files(&p));
-        } else {
+        } else if p.extension().is_some_and(|x| x == "parquet") {
             out.push(p);
         }
     }
@@ -82,7 +37,7 @@ async fn shutdown_flushes_into_hour_partitions_sorted_by_time() {
         flush_interval_ms: 3_600_000,
         ..Default::default()
     };
-    let w = StoreWriter::spawn(cfg, layout).unwrap();
+    let w = spawn(cfg, layout);
     // Out of order, across two hours.
     let rows = vec![call(1, T0 + 5), call(2, T0 + HOUR_NS), call(3, T0 + 1)];
     w.handle()
@@ -122,7 +77,7 @@ async fn shutdown_flushes_into_hour_partitions_sorted_by_time() {
         .clone();
     assert!(
         kv.iter()
-            .any(|k| k.key == "calltrail.schema_version" && k.value.as_deref() == Some("1"))
+            .any(|k| k.key == "calltrail.schema_version" && k.value.as_deref() == Some("2"))
     );
     let batch = reader.build().unwrap().next().unwrap().unwrap();
     let starts: &TimestampNanosecondArray =
@@ -146,7 +101,7 @@ async fn age_flush_makes_data_visible_without_shutdown() {
         flush_interval_ms: 50,
         ..Default::default()
     };
-    let w = StoreWriter::spawn(cfg, Arc::new(Layout::new(dir.path(), "t"))).unwrap();
+    let w = spawn(cfg, Arc::new(Layout::new(dir.path(), "t")));
     w.handle()
         .try_submit(WriteBatch {
             wal_seq: 1,
@@ -170,7 +125,7 @@ async fn full_queue_pushes_back() {
         flush_interval_ms: 3_600_000,
         ..Default::default()
     };
-    let w = StoreWriter::spawn(cfg, Arc::new(Layout::new(dir.path(), "t"))).unwrap();
+    let w = spawn(cfg, Arc::new(Layout::new(dir.path(), "t")));
     let h = w.handle();
     // The task may take one batch off the queue; within a few submissions the queue is full.
     let mut refused = false;
@@ -198,7 +153,7 @@ async fn failed_writes_keep_records_and_retry() {
         flush_interval_ms: 20,
         ..Default::default()
     };
-    let w = StoreWriter::spawn(cfg, Arc::new(Layout::new(dir.path(), "t"))).unwrap();
+    let w = spawn(cfg, Arc::new(Layout::new(dir.path(), "t")));
     // A file where the partition directory must go makes every write fail.
     let blocker = dir.path().join("tool_calls/date=2026-11-23");
     std::fs::write(&blocker, b"not a directory").unwrap();

@@ -4,8 +4,9 @@
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, FixedSizeBinaryArray, Int64Array, StringArray, Float64Builder, Int64Builder, MapBuilder, MapFieldNames, RecordBatch,
-    StringBuilder, TimestampNanosecondBuilder, UInt16Builder,
+    ArrayRef, BooleanBuilder, FixedSizeBinaryArray, Float64Builder, Int64Array, Int64Builder,
+    MapBuilder, MapFieldNames, RecordBatch, StringArray, StringBuilder, TimestampNanosecondBuilder,
+    UInt16Builder,
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use arrow::error::ArrowError;
@@ -98,9 +99,16 @@ pub fn with_chain(batch: &RecordBatch, chain: ChainColumns<'_>) -> Result<Record
         )));
     }
     let content = batch.schema();
-    let mut fields: Vec<Field> = content.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = content
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     fields.extend(chain_fields());
-    let schema = Arc::new(Schema::new_with_metadata(fields, content.metadata().clone()));
+    let schema = Arc::new(Schema::new_with_metadata(
+        fields,
+        content.metadata().clone(),
+    ));
     let hashes = |h: &[[u8; 32]]| {
         FixedSizeBinaryArray::try_from_iter(h.iter()).map(|a| Arc::new(a) as ArrayRef)
     };
@@ -205,9 +213,16 @@ static TOOL_CALLS_STORED: LazyLock<SchemaRef> = LazyLock::new(|| stored(&TOOL_CA
 static LLM_CALLS_STORED: LazyLock<SchemaRef> = LazyLock::new(|| stored(&LLM_CALLS_SCHEMA));
 
 fn stored(content: &SchemaRef) -> SchemaRef {
-    let mut fields: Vec<Field> = content.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = content
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     fields.extend(chain_fields());
-    Arc::new(Schema::new_with_metadata(fields, content.metadata().clone()))
+    Arc::new(Schema::new_with_metadata(
+        fields,
+        content.metadata().clone(),
+    ))
 }
 
 static LLM_CALLS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {

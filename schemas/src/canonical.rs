@@ -84,7 +84,10 @@ impl Column {
                 let t = DataType::Timestamp(TimeUnit::Nanosecond, tz.clone());
                 Column::Timestamp(to(&t)?.as_primitive().clone())
             }
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..) => {
+            DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Dictionary(..) => {
                 Column::Str(to(&DataType::Utf8)?.as_string::<i32>().clone())
             }
             DataType::Map(_, _) => {

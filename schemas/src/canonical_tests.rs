@@ -59,17 +59,43 @@ fn bytes_of_a_small_record_are_as_specified() {
     let mut out = Vec::new();
     enc.encode(0, &mut out);
     let expected = concat!(
-        "43545231",                                 // "CTR1"
-        "0000000a", "746f6f6c5f63616c6c73",         // str "tool_calls"
-        "00000006",                                 // 6 non-null fields ("nothing" and "seq" are not)
-        "00000001", "66", "03", "0000000000000000", // f: -0.0 written as 0.0
-        "00000001", "6d", "06", "00000002",         // m: a map of two entries, sorted by key
-        "00000001", "61", "05", "00000001", "78",   //   "a" -> "x"
-        "00000001", "62", "00",                     //   "b" -> null
-        "00000001", "6e", "02", "0000000000000002", // n: integer 2
-        "00000002", "6f6b", "01", "01",             // ok: true
-        "00000001", "73", "05", "00000002", "c3a9", // s: "é"
-        "00000001", "74", "04", "00000000000003e8", // t: 1000 ns
+        "43545231", // "CTR1"
+        "0000000a",
+        "746f6f6c5f63616c6c73", // str "tool_calls"
+        "00000006",             // 6 non-null fields ("nothing" and "seq" are not)
+        "00000001",
+        "66",
+        "03",
+        "0000000000000000", // f: -0.0 written as 0.0
+        "00000001",
+        "6d",
+        "06",
+        "00000002", // m: a map of two entries, sorted by key
+        "00000001",
+        "61",
+        "05",
+        "00000001",
+        "78", //   "a" -> "x"
+        "00000001",
+        "62",
+        "00", //   "b" -> null
+        "00000001",
+        "6e",
+        "02",
+        "0000000000000002", // n: integer 2
+        "00000002",
+        "6f6b",
+        "01",
+        "01", // ok: true
+        "00000001",
+        "73",
+        "05",
+        "00000002",
+        "c3a9", // s: "é"
+        "00000001",
+        "74",
+        "04",
+        "00000000000003e8", // t: 1000 ns
     );
     assert_eq!(hex::encode(&out), expected);
     assert_eq!(enc.leaf_hash(0, &mut Vec::new()), leaf_hash(&out));
@@ -78,7 +104,10 @@ fn bytes_of_a_small_record_are_as_specified() {
 #[test]
 fn column_order_string_types_and_map_order_do_not_change_the_bytes() {
     let base = RowEncoder::new("t", &small(false)).unwrap().leaf_hashes(1);
-    assert_eq!(base, RowEncoder::new("t", &small(true)).unwrap().leaf_hashes(1));
+    assert_eq!(
+        base,
+        RowEncoder::new("t", &small(true)).unwrap().leaf_hashes(1)
+    );
 
     let strings: [ArrayRef; 4] = [
         Arc::new(StringArray::from(vec!["é"])),
@@ -102,7 +131,10 @@ fn column_order_string_types_and_map_order_do_not_change_the_bytes() {
         let b = RecordBatch::try_from_iter(cols).unwrap();
         seen.push(RowEncoder::new("t", &b).unwrap().leaf_hashes(1));
     }
-    assert!(seen.iter().all(|h| *h == base), "every string representation hashes alike");
+    assert!(
+        seen.iter().all(|h| *h == base),
+        "every string representation hashes alike"
+    );
 
     let a = RecordBatch::try_from_iter([("m", map(&[&[("a", Some("1")), ("b", None)]]))]).unwrap();
     let b = RecordBatch::try_from_iter([("m", map(&[&[("b", None), ("a", Some("1"))]]))]).unwrap();
@@ -129,7 +161,10 @@ fn values_that_differ_hash_differently() {
     ];
     for (i, a) in hashes.iter().enumerate() {
         for b in &hashes[i + 1..] {
-            assert_ne!(a, b, "an empty string, a null, 0, 0.0, epoch, false and {{}} differ");
+            assert_ne!(
+                a, b,
+                "an empty string, a null, 0, 0.0, epoch, false and {{}} differ"
+            );
         }
     }
     assert_eq!(
@@ -160,7 +195,10 @@ fn decode_inverts_encode_and_rejects_every_corruption() {
     assert_eq!(rec.get("n"), Some(&Value::Int(2)));
     assert_eq!(
         rec.get("m"),
-        Some(&Value::Map(vec![("a".into(), Some("x".into())), ("b".into(), None)]))
+        Some(&Value::Map(vec![
+            ("a".into(), Some("x".into())),
+            ("b".into(), None)
+        ]))
     );
     assert_eq!(rec.to_json()["fields"]["s"], "é");
 
@@ -175,14 +213,20 @@ fn decode_inverts_encode_and_rejects_every_corruption() {
     assert!(decode(&magic).is_err());
     // Swap the names of fields "n" and "s" (one byte each): now out of order.
     let mut order = bytes.clone();
-    let n_at = bytes.windows(6).position(|w| w == [0, 0, 0, 1, b'n', 2]).unwrap();
+    let n_at = bytes
+        .windows(6)
+        .position(|w| w == [0, 0, 0, 1, b'n', 2])
+        .unwrap();
     order[n_at + 4] = b'z';
     assert!(decode(&order).is_err(), "fields must ascend");
     let mut tag = bytes.clone();
     tag[n_at + 5] = 0x7f;
     assert!(decode(&tag).is_err(), "unknown tag");
     let mut float = bytes.clone();
-    let f_at = bytes.windows(6).position(|w| w == [0, 0, 0, 1, b'f', 3]).unwrap();
+    let f_at = bytes
+        .windows(6)
+        .position(|w| w == [0, 0, 0, 1, b'f', 3])
+        .unwrap();
     float[f_at + 6] = 0x80; // -0.0 is not canonical
     assert!(decode(&float).is_err());
 }
@@ -202,8 +246,16 @@ fn fixture_vectors() -> Vec<Vector> {
     let llm = codec::tests::llm_call();
     let mut out = Vec::new();
     let batches = [
-        ("tool call from a captured MCP SDK span", TOOL_CALLS, arrow_schema::tool_calls_batch(&[tool]).unwrap()),
-        ("llm call with nulls, unicode and extreme times", LLM_CALLS, arrow_schema::llm_calls_batch(&[&llm]).unwrap()),
+        (
+            "tool call from a captured MCP SDK span",
+            TOOL_CALLS,
+            arrow_schema::tool_calls_batch(&[tool]).unwrap(),
+        ),
+        (
+            "llm call with nulls, unicode and extreme times",
+            LLM_CALLS,
+            arrow_schema::llm_calls_batch(&[&llm]).unwrap(),
+        ),
     ];
     for (name, table, batch) in batches {
         // The stored batch (with chain columns) encodes exactly like the content batch.
@@ -220,7 +272,10 @@ fn fixture_vectors() -> Vec<Vector> {
         let enc = RowEncoder::new(table, &chained).unwrap();
         let mut bytes = Vec::new();
         enc.encode(0, &mut bytes);
-        assert_eq!(RowEncoder::new(table, &batch).unwrap().leaf_hashes(1)[0], leaf_hash(&bytes));
+        assert_eq!(
+            RowEncoder::new(table, &batch).unwrap().leaf_hashes(1)[0],
+            leaf_hash(&bytes)
+        );
         out.push(Vector {
             name: name.into(),
             table: table.into(),
@@ -236,19 +291,34 @@ fn fixture_vectors() -> Vec<Vector> {
 /// after a deliberate change (which must also bump the encoding version).
 #[test]
 fn fixture_vectors_match_and_the_spec_cites_them() {
-    let path = format!("{}/../tests/fixtures/chain/vectors.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../tests/fixtures/chain/vectors.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let computed = fixture_vectors();
     if std::env::var_os("CALLTRAIL_BLESS").is_some() {
-        std::fs::write(&path, serde_json::to_string_pretty(&computed).unwrap() + "\n").unwrap();
+        std::fs::write(
+            &path,
+            serde_json::to_string_pretty(&computed).unwrap() + "\n",
+        )
+        .unwrap();
     }
-    let stored: Vec<Vector> = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    assert_eq!(stored, computed, "the encoding changed: see the test's doc comment");
+    let stored: Vec<Vector> =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(
+        stored, computed,
+        "the encoding changed: see the test's doc comment"
+    );
     let spec = std::fs::read_to_string(format!(
         "{}/../docs/specs/chain.md",
         env!("CARGO_MANIFEST_DIR")
     ))
     .unwrap();
     for v in &stored {
-        assert!(spec.contains(&v.leaf_hash), "docs/specs/chain.md cites {}", v.leaf_hash);
+        assert!(
+            spec.contains(&v.leaf_hash),
+            "docs/specs/chain.md cites {}",
+            v.leaf_hash
+        );
     }
 }

@@ -1,9 +1,12 @@
 //! Command-line interface: one binary, one subcommand per job.
 
+mod checkpoint;
 mod demo;
 mod ingest_token;
+mod keygen;
 mod query;
 mod serve;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +29,16 @@ enum Command {
     Query(query::QueryArgs),
     /// Send a deterministic synthetic MCP workload to a running server over OTLP/gRPC.
     Demo(demo::DemoArgs),
+    /// Write a checkpoint signing key pair (private key mode 0600; verifiers pin the public key).
+    Keygen(keygen::KeygenArgs),
+    /// Signed checkpoints: `calltrail checkpoint latest` prints the newest.
+    Checkpoint(checkpoint::CheckpointArgs),
+    /// Check a store offline: every record, link, segment, tree head and checkpoint.
+    Verify(verify::VerifyArgs),
+    /// Write a self-contained inclusion proof of one record.
+    Prove(verify::ProveArgs),
+    /// Check an inclusion proof offline.
+    VerifyProof(verify::VerifyProofArgs),
     /// Make a random ingest bearer token and print the `[[auth.tokens]]` entry that accepts it.
     IngestToken(ingest_token::IngestTokenArgs),
 }
@@ -84,6 +97,11 @@ pub(crate) fn main() -> ExitCode {
             Command::Query(args) => query::run(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::IngestToken(args) => ingest_token::run(&args),
+            Command::Keygen(args) => keygen::run(&args),
+            Command::Verify(args) => verify::run_verify(&args),
+            Command::Prove(args) => verify::run_prove(&args),
+            Command::VerifyProof(args) => verify::run_verify_proof(&args),
+            Command::Checkpoint(args) => checkpoint::run(&args),
         }
     });
     match result {

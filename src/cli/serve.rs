@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use calltrail::telemetry::Telemetry;
 use calltrail_collector::wal::{self, RecoveryReport, WalStats};
 use calltrail_collector::{Pipeline, Receivers, WalWriter};
+use calltrail_retention::chain::keys;
 use calltrail_retention::{Layout, StoreWriter};
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -127,7 +128,15 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let _lock = lock_data_dir(&wal_dir)?;
 
     let layout = Arc::new(Layout::new(&config.data_dir, writer_id()));
-    let writer = StoreWriter::spawn(config.store.clone(), layout)?;
+    let integrity = &config.integrity;
+    let key = keys::load_or_create(
+        integrity.signing_key.as_deref(),
+        &config.data_dir,
+        &integrity.log_name,
+    )?;
+    let writer = StoreWriter::spawn(config.store.clone(), layout, integrity, &key)?;
+    tracing::info!(chain_id = %writer.chain_id(), key = %key.verifier().to_text(),
+        "Records are chained and checkpoints signed; verifiers pin this public key.");
     telemetry.observe_store(writer.handle().stats());
     let report = {
         let (dir, data, sink) = (wal_dir.clone(), config.data_dir.clone(), writer.handle());

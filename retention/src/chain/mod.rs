@@ -1,0 +1,259 @@
+//! The writer's side of the record chain (`docs/specs/chain.md`): every record gets a gap-free
+//! seq, a leaf hash over its canonical encoding and a chained hash; every sealed Parquet file is
+//! a segment of contiguous seqs with its chain metadata in the footer and a sidecar manifest;
+//! every seal and heartbeat signs a checkpoint of the chain's Merkle tree.
+//!
+//! - [`link`]: genesis and chained hashes, chain ids;
+//! - [`segment`]: segment metadata (footer and manifest);
+//! - [`head`]: the chain head, the commit record of sealing;
+//! - [`checkpoint_log`]: signing and storing checkpoints, never two inconsistent ones;
+//! - [`keys`]: key files;
+//! - [`config`]: the `[integrity]` section.
+
+pub mod checkpoint_log;
+pub mod config;
+pub mod head;
+pub mod keys;
+pub mod link;
+pub mod segment;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use arrow::array::RecordBatch;
+use calltrail_schemas::arrow_schema::{ChainColumns, with_chain};
+use calltrail_schemas::canonical::RowEncoder;
+use parquet::file::properties::WriterProperties;
+
+use crate::merkle;
+use crate::note::SigningKey;
+use crate::parquet_file::write_atomic;
+use crate::tree::Frontier;
+use crate::{Error, Result};
+pub use checkpoint_log::{CheckpointFeed, CheckpointLog};
+pub use config::IntegrityConfig;
+pub use head::{ChainState, Head, Pending};
+pub use segment::SegmentMeta;
+
+/// Version of the canonical record encoding leaf hashes cover.
+pub const CANONICAL_VERSION: u8 = 1;
+
+/// A chain's checkpoint log, shared by the writer (which signs on every seal) and the heartbeat.
+pub type SharedLog = Arc<Mutex<CheckpointLog>>;
+
+/// The chain one writer extends.
+#[derive(Debug)]
+pub struct Chain {
+    root: PathBuf,
+    state: ChainState,
+    log: SharedLog,
+}
+
+fn new_state() -> Result<ChainState> {
+    use ring::rand::SecureRandom;
+    let mut id = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut id)
+        .map_err(|_| Error::Integrity("the system random source failed".into()))?;
+    let chain_id = hex::encode(id);
+    Ok(ChainState {
+        last_hash: link::genesis(&chain_id),
+        chain_id,
+        next_seq: 0,
+        frontier: Frontier::new(),
+    })
+}
+
+/// Finishes or drops the segment a crash interrupted (see `docs/specs/chain.md` §3).
+fn resolve_pending(root: &Path, state: ChainState, pending: Pending) -> Result<ChainState> {
+    let path = root.join(&pending.file);
+    if !path.exists() {
+        tracing::info!(file = %path.display(),
+            "A segment being sealed at the last stop never reached disk; its records will be chained again from the write-ahead log.");
+        return Ok(state);
+    }
+    let meta = segment::read_footer(&path)?;
+    let after = &pending.after;
+    match meta {
+        Some(m)
+            if m.chain_id == state.chain_id
+                && m.first_seq == state.next_seq
+                && m.tree_size == after.next_seq
+                && m.last_hash == after.last_hash =>
+        {
+            if !segment::manifest_path(&path).exists() {
+                segment::write_manifest(&path, &m)?;
+            }
+            tracing::info!(file = %path.display(), first_seq = m.first_seq, last_seq = m.last_seq,
+                "Completed the seal of a segment interrupted at the last stop.");
+            Ok(pending.after)
+        }
+        _ => Err(Error::Integrity(format!(
+            "{}: the chain head says this segment was being sealed, but its footer does not match; \
+             refusing to guess (run `calltrail verify`)",
+            path.display()
+        ))),
+    }
+}
+
+impl Chain {
+    /// Opens the chain of the data directory `root`, recovering an interrupted seal, or starts
+    /// one. If the stored chain is shorter than (or diverges from) its newest checkpoint, the
+    /// directory was rolled back or damaged: that chain is left as it is and a new one starts,
+    /// so no two inconsistent checkpoints are ever signed. Signs a start-up checkpoint.
+    pub fn open(
+        root: &Path,
+        key: &SigningKey,
+        log_name: &str,
+        feed: CheckpointFeed,
+    ) -> Result<Self> {
+        let mut state = match Head::read(root)? {
+            None => new_state()?,
+            Some(Head {
+                state,
+                pending: None,
+            }) => state,
+            Some(Head {
+                state,
+                pending: Some(p),
+            }) => resolve_pending(root, state, p)?,
+        };
+        Head {
+            state: state.clone(),
+            pending: None,
+        }
+        .write(root)?;
+        let mut log =
+            CheckpointLog::open(root, &state.chain_id, log_name, key.clone(), feed.clone())?;
+        if let Some(last) = log.last() {
+            let (size, head) = (last.checkpoint.size, last.checkpoint.root);
+            let ours = state.frontier.root();
+            if size > state.next_seq || (size == state.next_seq && head != ours) {
+                tracing::error!(chain_id = %state.chain_id, checkpoint_size = size, stored_size = state.next_seq,
+                    "The stored chain is shorter than, or differs from, its newest signed checkpoint: the data directory was rolled back or damaged. Starting a new chain; run `calltrail verify`.");
+                state = new_state()?;
+                Head {
+                    state: state.clone(),
+                    pending: None,
+                }
+                .write(root)?;
+                log = CheckpointLog::open(root, &state.chain_id, log_name, key.clone(), feed)?;
+            }
+        }
+        log.sign(state.next_seq, state.frontier.root())?;
+        Ok(Self {
+            root: root.to_owned(),
+            state,
+            log: Arc::new(Mutex::new(log)),
+        })
+    }
+
+    /// Where the chain stands.
+    pub fn state(&self) -> &ChainState {
+        &self.state
+    }
+
+    /// The checkpoint log, for the heartbeat.
+    pub fn log(&self) -> SharedLog {
+        Arc::clone(&self.log)
+    }
+
+    /// Seals `content` (a content batch of `table`, rows in chain order) as the segment
+    /// `dir/name`: chains its rows, writes the Parquet file with the chain columns and footer
+    /// metadata (`props` turns the footer pairs into writer properties), then the manifest and
+    /// the head, and signs a checkpoint. Returns the file's size and the segment's metadata.
+    ///
+    /// Once the Parquet file is in place the chain has advanced, whatever happens next: a
+    /// failed manifest, head or checkpoint write is logged and repaired by the next seal or
+    /// the next start, never by chaining the rows again.
+    pub fn seal(
+        &mut self,
+        table: &str,
+        dir: &Path,
+        name: &str,
+        content: &RecordBatch,
+        props: impl FnOnce(Vec<(String, String)>) -> Result<WriterProperties>,
+    ) -> Result<(u64, SegmentMeta)> {
+        let n = content.num_rows() as u64;
+        if n == 0 {
+            return Err(Error::Integrity(
+                "a segment needs at least one record".into(),
+            ));
+        }
+        let leaves = RowEncoder::new(table, content)?.leaf_hashes(content.num_rows());
+        let chained = link::chain_hashes(&self.state.last_hash, &leaves);
+        let mut frontier = self.state.frontier.clone();
+        for leaf in &leaves {
+            frontier.append(*leaf);
+        }
+        let first_seq = self.state.next_seq;
+        let last_hash = chained[chained.len() - 1];
+        let meta = SegmentMeta {
+            chain_id: self.state.chain_id.clone(),
+            table: table.to_owned(),
+            file: name.to_owned(),
+            first_seq,
+            last_seq: first_seq + n - 1,
+            count: n,
+            prev_hash: self.state.last_hash,
+            last_hash,
+            segment_root: merkle::root(&leaves),
+            tree_size: first_seq + n,
+            tree_root: frontier.root(),
+            frontier: frontier.hashes().to_vec(),
+            canonical_version: CANONICAL_VERSION,
+        };
+        let after = ChainState {
+            chain_id: self.state.chain_id.clone(),
+            next_seq: meta.tree_size,
+            last_hash,
+            frontier,
+        };
+        let batch = with_chain(
+            content,
+            ChainColumns {
+                chain_id: &meta.chain_id,
+                first_seq: i64::try_from(first_seq)
+                    .map_err(|_| Error::Integrity("seq overflow".into()))?,
+                leaf_hashes: &leaves,
+                chain_hashes: &chained,
+            },
+        )?;
+        let relative = dir.strip_prefix(&self.root).unwrap_or(dir).join(name);
+        Head {
+            state: self.state.clone(),
+            pending: Some(Pending {
+                file: relative,
+                after: after.clone(),
+            }),
+        }
+        .write(&self.root)?;
+        let bytes = write_atomic(dir, name, &batch, props(meta.footer())?)?;
+        self.state = after;
+        let path = dir.join(name);
+        if let Err(e) = segment::write_manifest(&path, &meta) {
+            tracing::error!(error = %e, "Writing a segment manifest failed; the footer still holds its chain metadata.");
+        }
+        if let Err(e) = (Head {
+            state: self.state.clone(),
+            pending: None,
+        })
+        .write(&self.root)
+        {
+            tracing::error!(error = %e, "Updating the chain head failed; the next seal or start completes it.");
+        }
+        let signed = self
+            .log
+            .lock()
+            .map_err(|_| Error::Integrity("the checkpoint log lock is poisoned".into()))?
+            .sign(self.state.next_seq, meta.tree_root);
+        if let Err(e) = signed {
+            tracing::error!(error = %e, "Signing a checkpoint failed; the next seal or heartbeat signs one.");
+        }
+        Ok((bytes, meta))
+    }
+}
+
+#[cfg(test)]
+#[path = "chain_tests.rs"]
+mod tests;

@@ -1,0 +1,143 @@
+//! Finding what there is to verify: segment files (with their metadata, read cheaply) and
+//! checkpoint notes, each with where it came from.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use calltrail_schemas::arrow_schema::{LLM_CALLS, TOOL_CALLS};
+
+use crate::chain::segment::{SegmentMeta, manifest_path, read_footer};
+use crate::{Result, io_err};
+
+/// A segment file and what its manifest (else footer) says about it.
+#[derive(Debug, Clone)]
+pub(crate) struct Listed {
+    /// Relative to the store root.
+    pub file: PathBuf,
+    /// Start of its hour partition, in nanoseconds, when the path has one.
+    pub hour_ns: Option<i64>,
+    /// `None` when neither manifest nor footer can be read.
+    pub meta: Option<SegmentMeta>,
+}
+
+fn hour_of(file: &Path) -> Option<i64> {
+    let mut date = None;
+    let mut hour = None;
+    for c in file.components() {
+        let c = c.as_os_str().to_string_lossy();
+        if let Some(d) = c.strip_prefix("date=") {
+            date = chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok();
+        } else if let Some(h) = c.strip_prefix("hour=") {
+            hour = h.parse::<u32>().ok();
+        }
+    }
+    let t = date?.and_hms_opt(hour?, 0, 0)?.and_utc();
+    t.timestamp_nanos_opt()
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err("list", dir)(e)),
+    };
+    for entry in entries {
+        let path = entry.map_err(io_err("list", dir))?.path();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if name.ends_with(".parquet") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Every segment file under `root`, sorted by path.
+pub(crate) fn segments(root: &Path) -> Result<Vec<Listed>> {
+    let mut paths = Vec::new();
+    for table in [TOOL_CALLS, LLM_CALLS] {
+        walk(&root.join(table), &mut paths)?;
+    }
+    paths.sort();
+    Ok(paths
+        .into_iter()
+        .map(|path| {
+            let meta = std::fs::read(manifest_path(&path))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<SegmentMeta>(&b).ok())
+                .or_else(|| read_footer(&path).ok().flatten());
+            let file = path.strip_prefix(root).unwrap_or(&path).to_owned();
+            Listed {
+                hour_ns: hour_of(&file),
+                file,
+                meta,
+            }
+        })
+        .collect())
+}
+
+/// A stored checkpoint note and where it is.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredNote {
+    /// Relative to the store root.
+    pub file: PathBuf,
+    /// 1-based line in that file.
+    pub line: usize,
+    /// The note.
+    pub note: String,
+}
+
+/// The checkpoint notes under `root/checkpoints`, by chain directory name.
+pub(crate) fn checkpoints(root: &Path) -> Result<HashMap<String, Vec<StoredNote>>> {
+    let base = root.join("checkpoints");
+    let mut out: HashMap<String, Vec<StoredNote>> = HashMap::new();
+    let chains = match std::fs::read_dir(&base) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io_err("list", &base)(e)),
+    };
+    for chain in chains {
+        let dir = chain.map_err(io_err("list", &base))?.path();
+        let Some(id) = dir.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(io_err("list", &dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect();
+        files.sort();
+        let notes = out.entry(id).or_default();
+        for f in files {
+            let text = std::fs::read_to_string(&f).map_err(io_err("read", &f))?;
+            let rel = f.strip_prefix(root).unwrap_or(&f).to_owned();
+            let lines: Vec<&str> = text.lines().collect();
+            for (i, line) in lines.iter().enumerate() {
+                let parsed = serde_json::from_str::<serde_json::Value>(line)
+                    .ok()
+                    .and_then(|v| v.get("note").and_then(|n| n.as_str()).map(str::to_owned));
+                let torn = i + 1 == lines.len() && !text.ends_with('\n');
+                let note = match parsed {
+                    Some(n) => n,
+                    // A crash while appending leaves an unterminated last line: not evidence.
+                    None if torn => continue,
+                    // Any other line that is not a note entry is checked as a note.
+                    None => (*line).to_owned(),
+                };
+                notes.push(StoredNote {
+                    file: rel.clone(),
+                    line: i + 1,
+                    note,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
