@@ -107,3 +107,7 @@ pub fn verify(root: &Path, options: &VerifyOptions, progress: Progress<'_>) -> R
     report.ok = report.findings.is_empty();
     Ok(report)
 }
+
+#[cfg(test)]
+#[path = "verify_tests.rs"]
+mod tests;
