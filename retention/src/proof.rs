@@ -272,3 +272,7 @@ pub fn verify_proof(json: &str, pubkey: &VerifierKey) -> Result<ProofCheck> {
         signed_at: cp.timestamp,
     })
 }
+
+#[cfg(test)]
+#[path = "proof_tests.rs"]
+mod tests;

@@ -179,3 +179,31 @@ async fn failed_writes_keep_records_and_retry() {
     );
     assert_eq!(parquet_files(&dir.path().join("tool_calls")).len(), 1);
 }
+
+#[tokio::test]
+async fn an_idle_writer_signs_heartbeat_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let integrity = IntegrityConfig {
+        heartbeat_secs: 1,
+        ..Default::default()
+    };
+    let key = key();
+    let w = StoreWriter::spawn(
+        StoreConfig::default(),
+        Arc::new(Layout::new(dir.path(), "t")),
+        &integrity,
+        &key,
+    )
+    .unwrap();
+    let mut rx = w.checkpoints();
+    let first = rx.borrow_and_update().clone().unwrap();
+    assert_eq!(first.checkpoint.size, 0, "a start-up checkpoint of the empty tree");
+    tokio::time::timeout(Duration::from_secs(5), rx.changed())
+        .await
+        .expect("a heartbeat within a few seconds")
+        .unwrap();
+    let beat = rx.borrow().clone().unwrap();
+    assert_eq!((beat.checkpoint.size, beat.checkpoint.root), (0, first.checkpoint.root));
+    assert!(beat.checkpoint.timestamp > first.checkpoint.timestamp);
+    w.shutdown().await;
+}

@@ -90,3 +90,22 @@ pub fn load_or_create(
 pub fn default_private_key(data_dir: &Path) -> PathBuf {
     data_dir.join("keys").join("calltrail.key")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_files_are_private_and_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = load_or_create(None, dir.path(), "k.test").unwrap();
+        let private = default_private_key(dir.path());
+        let mode = std::fs::metadata(&private).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let public = read_verifier_key(&private.with_extension("pub")).unwrap();
+        assert_eq!(public, key.verifier());
+        assert_eq!(load_or_create(None, dir.path(), "k.test").unwrap().verifier(), public, "reused");
+        let again = SigningKey::generate("x").unwrap();
+        assert!(write_key_pair(&again, &private, &dir.path().join("x.pub")).is_err());
+    }
+}
