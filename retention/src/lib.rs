@@ -8,7 +8,8 @@
 //! - [`writer`]: the background task that batches records by size or age and flushes them;
 //! - [`dedup`]: the window of recent event ids that drops exporter retries;
 //! - [`sealed`]: which replayed write-ahead-log records are already in sealed files;
-//! - [`merkle`]: RFC 6962 tree heads, inclusion and consistency proofs, and their verification.
+//! - [`merkle`]: RFC 6962 tree heads, inclusion and consistency proofs, and their verification;
+//! - [`tree`]: the same heads and proofs computed while leaves stream past, in O(log n) memory.
 
 pub mod config;
 pub mod dedup;
@@ -16,6 +17,7 @@ pub mod layout;
 pub mod merkle;
 pub mod parquet_file;
 pub mod sealed;
+pub mod tree;
 pub mod writer;
 
 pub use config::StoreConfig;
