@@ -11,9 +11,9 @@
 //! - [`dedup`]: the window of recent event ids that drops exporter retries;
 //! - [`sealed`]: which replayed write-ahead-log records are already in sealed files;
 //! - [`merkle`]: RFC 6962 tree heads, inclusion and consistency proofs, and their verification;
+//! - [`tree`]: the same heads and proofs computed while leaves stream past, in O(log n) memory;
 //! - [`note`]: C2SP signed notes and the text forms of their Ed25519 keys;
 //! - [`checkpoint`]: C2SP tlog checkpoints (origin, tree size, root, timestamp), signed as notes;
-//! - [`tree`]: streaming tree heads and proofs over leaves fed in order;
 //! - [`verify`]: offline verification of a store, finding by attack class;
 //! - [`proof`]: inclusion proofs of one record, and their offline check.
 

@@ -164,6 +164,10 @@ pub fn verify_inclusion(
 
 /// Verifies that the tree of `size1` leaves with head `root1` is a prefix of the tree of
 /// `size2` leaves with head `root2` (RFC 9162 §2.1.4.2).
+///
+/// With nothing to prove (`size1` is 0 or equals `size2`) the proof must be empty and the heads
+/// must be ones such trees can have: `SHA-256("")` for an empty first tree, and equal heads for
+/// equal sizes.
 pub fn verify_consistency(
     size1: u64,
     size2: u64,
@@ -175,11 +179,16 @@ pub fn verify_consistency(
         return Err(ProofError::OutOfRange);
     }
     if size1 == size2 || size1 == 0 {
-        // Nothing to prove: an empty tree is a prefix of any tree; equal sizes need equal heads.
+        // Nothing to prove (the RFC 9162 walk below needs 0 < size1 < size2): the empty tree is
+        // a prefix of any tree, and a tree of itself. The heads still have to fit: two trees of
+        // one size are the same tree only with the same head (both empty ones included), and
+        // the empty tree has no head but SHA-256("").
         if !proof.is_empty() {
             return Err(ProofError::WrongLength);
         }
-        return if size1 == 0 || root1 == root2 {
+        let same = size1 != size2 || root1 == root2;
+        let empty = size1 != 0 || *root1 == root(&[]);
+        return if same && empty {
             Ok(())
         } else {
             Err(ProofError::Mismatch)
@@ -229,3 +238,7 @@ pub fn verify_consistency(
 #[cfg(test)]
 #[path = "merkle_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "merkle_mutation_tests.rs"]
+mod mutation_tests;

@@ -1,6 +1,7 @@
-//! Every proof of every small tree verifies, and every tampering the transparency-dev negative
-//! vectors describe (a flipped bit, a component added or removed, index ±1, size ×2 or ÷2, a
-//! wrong leaf or head) fails.
+//! The RFC 6962 known answers of certificate-transparency (tree heads, inclusion and consistency
+//! proofs), every proof of every small tree verifies, and every tampering the transparency-dev
+//! negative vectors describe (a flipped bit, a component added or removed, index ±1, size ×2 or
+//! ÷2, a wrong leaf or head) fails. `merkle_mutation_tests.rs` tampers far more thoroughly.
 
 use super::*;
 
@@ -12,6 +13,171 @@ fn leaves(n: usize) -> Vec<Hash> {
 
 fn hex(h: &Hash) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(super) fn unhex(s: &str) -> Hash {
+    let mut h = [0u8; 32];
+    for (i, b) in h.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
+    }
+    h
+}
+
+// The certificate-transparency RFC 6962 test vectors, as published in transparency-dev/merkle
+// (`testonly/constants.go`: LeafInputs, RootHashes; `proof/verify_test.go`: the known proofs,
+// there with 1-based leaf numbers, here with 0-based indexes).
+
+/// The eight leaf inputs (not yet leaf-hashed).
+pub(super) const CT_INPUTS: [&[u8]; 8] = [
+    b"",
+    &[0x00],
+    &[0x10],
+    &[0x20, 0x21],
+    &[0x30, 0x31],
+    &[0x40, 0x41, 0x42, 0x43],
+    &[0x50, 0x51, 0x52, 0x53, 0x54, 0x55, 0x56, 0x57],
+    &[
+        0x60, 0x61, 0x62, 0x63, 0x64, 0x65, 0x66, 0x67, 0x68, 0x69, 0x6a, 0x6b, 0x6c, 0x6d, 0x6e,
+        0x6f,
+    ],
+];
+
+/// The tree heads of the first 0 to 8 leaves.
+pub(super) const CT_ROOTS: [&str; 9] = [
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+    "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+    "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+    "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+    "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+    "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+    "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+    "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+];
+
+/// Known inclusion proofs: (leaf index, tree size, audit path).
+pub(super) const CT_INCLUSION: [(u64, u64, &[&str]); 5] = [
+    (0, 1, &[]),
+    (
+        0,
+        8,
+        &[
+            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+        ],
+    ),
+    (
+        5,
+        8,
+        &[
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
+    (
+        2,
+        3,
+        &["fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125"],
+    ),
+    (
+        1,
+        5,
+        &[
+            "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        ],
+    ),
+];
+
+/// Known consistency proofs: (first size, second size, proof).
+pub(super) const CT_CONSISTENCY: [(u64, u64, &[&str]); 5] = [
+    (1, 1, &[]),
+    (
+        1,
+        8,
+        &[
+            "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4",
+        ],
+    ),
+    (
+        6,
+        8,
+        &[
+            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+            "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
+    (
+        2,
+        5,
+        &[
+            "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
+            "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
+        ],
+    ),
+    (
+        6,
+        7,
+        &[
+            "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
+            "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
+            "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        ],
+    ),
+];
+
+/// The leaf hashes of [`CT_INPUTS`].
+pub(super) fn ct_leaves() -> Vec<Hash> {
+    CT_INPUTS.iter().map(|input| leaf_hash(input)).collect()
+}
+
+pub(super) fn ct_proof(hexes: &[&str]) -> Vec<Hash> {
+    hexes.iter().map(|h| unhex(h)).collect()
+}
+
+#[test]
+fn certificate_transparency_known_heads() {
+    let l = ct_leaves();
+    for (size, want) in CT_ROOTS.iter().enumerate() {
+        assert_eq!(hex(&root(&l[..size])), *want, "size {size}");
+    }
+}
+
+#[test]
+fn certificate_transparency_known_inclusion_proofs() {
+    let l = ct_leaves();
+    for (index, size, want) in CT_INCLUSION {
+        let (i, n) = (index as usize, size as usize);
+        let want = ct_proof(want);
+        assert_eq!(
+            inclusion_proof(i, &l[..n]),
+            Some(want.clone()),
+            "index {i} size {n}"
+        );
+        let head = unhex(CT_ROOTS[n]);
+        assert_eq!(verify_inclusion(index, size, &l[i], &want, &head), Ok(()));
+    }
+}
+
+#[test]
+fn certificate_transparency_known_consistency_proofs() {
+    let l = ct_leaves();
+    for (m, n, want) in CT_CONSISTENCY {
+        let want = ct_proof(want);
+        assert_eq!(
+            consistency_proof(m as usize, &l[..n as usize]),
+            Some(want.clone()),
+            "{m} -> {n}"
+        );
+        let (old, new) = (unhex(CT_ROOTS[m as usize]), unhex(CT_ROOTS[n as usize]));
+        assert_eq!(verify_consistency(m, n, &old, &new, &want), Ok(()));
+    }
 }
 
 #[test]
