@@ -68,7 +68,9 @@ fn build(root: &Path, records: usize) -> SigningKey {
             let dir = layout.partition_dir(TOOL_CALLS, Partition::of(rows[0].start_time_ns));
             let name = layout.next_file_name(n, n as u64, n as u64);
             chain
-                .seal(TOOL_CALLS, &dir, &name, &batch, |kv| writer_properties(1, 9, kv))
+                .seal(TOOL_CALLS, &dir, &name, &batch, |kv| {
+                    writer_properties(1, 9, kv)
+                })
                 .expect("seal");
             n += 1;
             done += take;
@@ -79,7 +81,10 @@ fn build(root: &Path, records: usize) -> SigningKey {
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    println!("built {done} records in {n} segments in {secs:.1} s ({:.0} records/s, single thread)", done as f64 / secs);
+    println!(
+        "built {done} records in {n} segments in {secs:.1} s ({:.0} records/s, single thread)",
+        done as f64 / secs
+    );
     key
 }
 
@@ -132,7 +137,10 @@ fn stages(files: &[PathBuf]) {
     let hash = t.elapsed().as_secs_f64();
     std::hint::black_box(x);
     let per = |s: f64| rows as f64 / s;
-    println!("stages over {rows} records ({} canonical bytes/record), one core:", bytes / rows.max(1));
+    println!(
+        "stages over {rows} records ({} canonical bytes/record), one core:",
+        bytes / rows.max(1)
+    );
     println!("  parquet decode     {:>12.0} records/s", per(decode));
     println!("  canonical encode   {:>12.0} records/s", per(encode));
     println!(
@@ -144,7 +152,9 @@ fn stages(files: &[PathBuf]) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let records: usize = arg(&args, "--records").and_then(|v| v.parse().ok()).unwrap_or(5_000_000);
+    let records: usize = arg(&args, "--records")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5_000_000);
     let threads: usize = arg(&args, "--threads")
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -180,7 +190,11 @@ fn main() {
         report.records as f64 / secs,
         report.findings.len()
     );
-    assert!(report.ok, "a freshly built store must verify clean: {:?}", report.findings);
+    assert!(
+        report.ok,
+        "a freshly built store must verify clean: {:?}",
+        report.findings
+    );
     let mut files = Vec::new();
     parquet_files(&root.join(TOOL_CALLS), &mut files);
     files.sort();

@@ -44,10 +44,16 @@ fn proofs_verify_and_every_edit_is_caught() {
         edits.push(p);
         for (i, edited) in edits.iter().enumerate() {
             let json = serde_json::to_string(edited).unwrap();
-            assert!(verify_proof(&json, &key.verifier()).is_err(), "{id}: edit {i} must fail");
+            assert!(
+                verify_proof(&json, &key.verifier()).is_err(),
+                "{id}: edit {i} must fail"
+            );
         }
         let other = SigningKey::generate("other").unwrap();
-        assert!(verify_proof(&json, &other.verifier()).is_err(), "another key");
+        assert!(
+            verify_proof(&json, &other.verifier()).is_err(),
+            "another key"
+        );
     }
     assert!(prove(dir.path(), "nope").is_err());
 }

@@ -197,13 +197,19 @@ async fn an_idle_writer_signs_heartbeat_checkpoints() {
     .unwrap();
     let mut rx = w.checkpoints();
     let first = rx.borrow_and_update().clone().unwrap();
-    assert_eq!(first.checkpoint.size, 0, "a start-up checkpoint of the empty tree");
+    assert_eq!(
+        first.checkpoint.size, 0,
+        "a start-up checkpoint of the empty tree"
+    );
     tokio::time::timeout(Duration::from_secs(5), rx.changed())
         .await
         .expect("a heartbeat within a few seconds")
         .unwrap();
     let beat = rx.borrow().clone().unwrap();
-    assert_eq!((beat.checkpoint.size, beat.checkpoint.root), (0, first.checkpoint.root));
+    assert_eq!(
+        (beat.checkpoint.size, beat.checkpoint.root),
+        (0, first.checkpoint.root)
+    );
     assert!(beat.checkpoint.timestamp > first.checkpoint.timestamp);
     w.shutdown().await;
 }

@@ -163,15 +163,19 @@ fn encode_map(map: &MapArray, row: usize, out: &mut Vec<u8>) {
     let values = map.values().as_string::<i32>();
     let offsets = map.value_offsets();
     let (start, end) = (offsets[row] as usize, offsets[row + 1] as usize);
-    let value = |i: usize| (!values.is_null(i)).then(|| values.value(i));
-    let mut entries: Vec<usize> = (start..end).collect();
-    // Ascending by key, then value, a null value first (`None < Some`).
-    entries.sort_by(|&a, &b| (keys.value(a), value(a)).cmp(&(keys.value(b), value(b))));
+    let mut entries: Vec<(&str, Option<&str>)> = (start..end)
+        .map(|i| (keys.value(i), (!values.is_null(i)).then(|| values.value(i))))
+        .collect();
+    // Ascending by key, then value, a null value first (`None < Some`). Equal entries are
+    // identical, so an unstable sort gives the same bytes.
+    if !entries.is_sorted() {
+        entries.sort_unstable();
+    }
     out.push(TAG_MAP);
     put_len(out, entries.len());
-    for i in entries {
-        put_str(out, keys.value(i));
-        match value(i) {
+    for (k, v) in entries {
+        put_str(out, k);
+        match v {
             None => out.push(TAG_NULL),
             Some(v) => {
                 out.push(TAG_STRING);

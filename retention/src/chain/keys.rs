@@ -104,7 +104,13 @@ mod tests {
         assert_eq!(mode, 0o600);
         let public = read_verifier_key(&private.with_extension("pub")).unwrap();
         assert_eq!(public, key.verifier());
-        assert_eq!(load_or_create(None, dir.path(), "k.test").unwrap().verifier(), public, "reused");
+        assert_eq!(
+            load_or_create(None, dir.path(), "k.test")
+                .unwrap()
+                .verifier(),
+            public,
+            "reused"
+        );
         let again = SigningKey::generate("x").unwrap();
         assert!(write_key_pair(&again, &private, &dir.path().join("x.pub")).is_err());
     }

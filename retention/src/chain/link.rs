@@ -74,6 +74,25 @@ mod tests {
     }
 
     #[test]
+    fn the_spec_vectors_hold() {
+        let g = genesis("0123456789abcdef0123456789abcdef");
+        let mut leaf = [0u8; 32];
+        hex::decode_to_slice(
+            "0e7b104a36f7adcf9c6a80f75ac63fd738fd84940dca13c4f9bacff6105290b4",
+            &mut leaf,
+        )
+        .unwrap();
+        let spec = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/specs/chain.md"
+        ))
+        .unwrap();
+        for v in [hex::encode(g), hex::encode(chain_hash(&g, &leaf))] {
+            assert!(spec.contains(&v), "docs/specs/chain.md cites {v}");
+        }
+    }
+
+    #[test]
     fn chain_ids_are_checked() {
         assert!(chain_id_problem("kafka.prod-eu_1.otlp_spans.3").is_none());
         for bad in ["", "a/b", "a b", "ü", &"x".repeat(129)] {

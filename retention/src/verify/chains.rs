@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::discover::{Listed, StoredNote};
@@ -38,29 +37,46 @@ fn finding(
     }
 }
 
-/// Checks `files` on `threads` threads; outcomes in the order of `files`.
-fn check_window(root: &Path, files: &[PathBuf], threads: usize) -> Vec<SegmentOutcome> {
-    let next = AtomicUsize::new(0);
-    let slots: Vec<Mutex<Option<SegmentOutcome>>> =
-        files.iter().map(|_| Mutex::new(None)).collect();
+/// Checks `files` on `threads` threads and hands the outcomes to `consume` in the order of
+/// `files`, while the threads go on with the next ones. At most `window` outcomes wait, so
+/// memory stays bounded however large the store.
+fn check_in_order(
+    root: &Path,
+    files: &[PathBuf],
+    threads: usize,
+    window: usize,
+    mut consume: impl FnMut(SegmentOutcome),
+) {
+    let (next, consumed) = (&AtomicUsize::new(0), &AtomicUsize::new(0));
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, SegmentOutcome)>(window);
     std::thread::scope(|s| {
         for _ in 0..threads.clamp(1, files.len().max(1)) {
-            s.spawn(|| {
+            let tx = tx.clone();
+            s.spawn(move || {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(file) = files.get(i) else { break };
-                    let outcome = segment::check(root, file);
-                    if let Ok(mut slot) = slots[i].lock() {
-                        *slot = Some(outcome);
+                    while i >= consumed.load(Ordering::Acquire) + window {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                    if tx.send((i, segment::check(root, file))).is_err() {
+                        break;
                     }
                 }
             });
         }
+        drop(tx);
+        let mut waiting: BTreeMap<usize, SegmentOutcome> = BTreeMap::new();
+        let mut want = 0usize;
+        for (i, outcome) in rx {
+            waiting.insert(i, outcome);
+            while let Some(o) = waiting.remove(&want) {
+                consume(o);
+                want += 1;
+                consumed.store(want, Ordering::Release);
+            }
+        }
     });
-    slots
-        .into_iter()
-        .filter_map(|m| m.into_inner().ok().flatten())
-        .collect()
 }
 
 /// Valid checkpoints per chain (by size, one per size), and findings for the others.
@@ -229,17 +245,15 @@ pub(super) fn verify_all(
             None => orphans.push(l),
         }
     }
-    for chunk in orphans.chunks(window) {
-        let files: Vec<PathBuf> = chunk
-            .iter()
-            .filter(|l| included(l))
-            .map(|l| l.file.clone())
-            .collect();
-        for o in check_window(root, &files, options.threads) {
-            report.segments += 1;
-            report.findings.extend(o.findings);
-        }
-    }
+    let files: Vec<PathBuf> = orphans
+        .iter()
+        .filter(|l| included(l))
+        .map(|l| l.file.clone())
+        .collect();
+    check_in_order(root, &files, options.threads, window, |o| {
+        report.segments += 1;
+        report.findings.extend(o.findings);
+    });
     let mut chain_ids: BTreeSet<String> = by_chain.keys().cloned().collect();
     chain_ids.extend(checkpoints.keys().cloned());
     if let Some(t) = &trusted {
@@ -314,76 +328,74 @@ pub(super) fn verify_all(
             }
         }
         let chosen: Vec<&Listed> = segs.iter().filter(|l| included(l)).collect();
-        for chunk in chosen.chunks(window) {
-            let files: Vec<PathBuf> = chunk.iter().map(|l| l.file.clone()).collect();
-            for o in check_window(root, &files, options.threads) {
-                summary.segments += 1;
-                summary.records += o.rows;
-                done += o.rows;
-                progress(done, total);
-                let damaged = !o.findings.is_empty();
-                walk.findings.extend(o.findings);
-                let Some(m) = o.meta else { continue };
-                if m.first_seq < expected {
-                    walk.findings.push(finding(
-                        FindingKind::SegmentForeign,
-                        &chain,
-                        Some(&o.file),
-                        Some(m.first_seq),
-                        format!(
-                            "the segment holds seqs {}..={} again, already held by {}: it is a replayed copy",
-                            m.first_seq,
-                            m.last_seq,
-                            prev_file.as_deref().map_or("an earlier segment".into(), |p| p.display().to_string())
-                        ),
-                    ));
-                    continue;
-                }
-                if m.first_seq > expected {
-                    walk.findings.push(finding(
-                        FindingKind::SegmentDeleted,
-                        &chain,
-                        prev_file.as_deref(),
-                        Some(expected),
-                        format!(
-                            "seqs {expected}..={} ({} records) are in no segment: a segment was deleted (there is no deletion receipt)",
-                            m.first_seq - 1,
-                            m.first_seq - expected
-                        ),
-                    ));
-                    walk.lose_tree(expected);
-                } else if m.prev_hash != prev_hash {
-                    walk.findings.push(finding(
-                        FindingKind::SegmentForeign,
-                        &chain,
-                        Some(&o.file),
-                        Some(m.first_seq),
-                        "the segment does not link to the one before it (its previous hash differs): it was swapped in".into(),
-                    ));
-                    walk.lose_tree(m.first_seq);
-                }
-                match &o.leaves {
-                    Some(leaves) if !damaged => {
-                        walk.feed(leaves, &o.file);
-                        if let Some(f) = &walk.frontier
-                            && f.root() != m.tree_root
-                        {
-                            walk.findings.push(finding(
-                                FindingKind::RecordModified,
-                                &chain,
-                                Some(&o.file),
-                                Some(m.last_seq),
-                                "the tree head recorded with the segment differs from the one rebuilt from the records".into(),
-                            ));
-                        }
-                    }
-                    _ => walk.lose_tree(m.first_seq),
-                }
-                expected = m.last_seq + 1;
-                prev_hash = m.last_hash;
-                prev_file = Some(o.file.clone());
+        let files: Vec<PathBuf> = chosen.iter().map(|l| l.file.clone()).collect();
+        check_in_order(root, &files, options.threads, window, |o| {
+            summary.segments += 1;
+            summary.records += o.rows;
+            done += o.rows;
+            progress(done, total);
+            let damaged = !o.findings.is_empty();
+            walk.findings.extend(o.findings);
+            let Some(m) = o.meta else { return };
+            if m.first_seq < expected {
+                walk.findings.push(finding(
+                    FindingKind::SegmentForeign,
+                    &chain,
+                    Some(&o.file),
+                    Some(m.first_seq),
+                    format!(
+                        "the segment holds seqs {}..={} again, already held by {}: it is a replayed copy",
+                        m.first_seq,
+                        m.last_seq,
+                        prev_file.as_deref().map_or("an earlier segment".into(), |p| p.display().to_string())
+                    ),
+                ));
+                return;
             }
-        }
+            if m.first_seq > expected {
+                walk.findings.push(finding(
+                    FindingKind::SegmentDeleted,
+                    &chain,
+                    prev_file.as_deref(),
+                    Some(expected),
+                    format!(
+                        "seqs {expected}..={} ({} records) are in no segment: a segment was deleted (there is no deletion receipt)",
+                        m.first_seq - 1,
+                        m.first_seq - expected
+                    ),
+                ));
+                walk.lose_tree(expected);
+            } else if m.prev_hash != prev_hash {
+                walk.findings.push(finding(
+                    FindingKind::SegmentForeign,
+                    &chain,
+                    Some(&o.file),
+                    Some(m.first_seq),
+                    "the segment does not link to the one before it (its previous hash differs): it was swapped in".into(),
+                ));
+                walk.lose_tree(m.first_seq);
+            }
+            match &o.leaves {
+                Some(leaves) if !damaged => {
+                    walk.feed(leaves, &o.file);
+                    if let Some(f) = &walk.frontier
+                        && f.root() != m.tree_root
+                    {
+                        walk.findings.push(finding(
+                            FindingKind::RecordModified,
+                            &chain,
+                            Some(&o.file),
+                            Some(m.last_seq),
+                            "the tree head recorded with the segment differs from the one rebuilt from the records".into(),
+                        ));
+                    }
+                }
+                _ => walk.lose_tree(m.first_seq),
+            }
+            expected = m.last_seq + 1;
+            prev_hash = m.last_hash;
+            prev_file = Some(o.file.clone());
+        });
         walk.compare_here(prev_file.as_deref());
         summary.size = expected;
         summary.heads_matched = walk.heads_matched;

@@ -193,6 +193,21 @@ fn analyse(
             }
         };
     let (first, last) = (meta.first_seq, meta.last_seq);
+    // The common case, every seq once and in order, needs no grouping.
+    let in_order = rows.len() as u64 == meta.count
+        && rows
+            .iter()
+            .enumerate()
+            .all(|(i, r)| r.seq.and_then(|s| u64::try_from(s).ok()) == Some(first + i as u64));
+    if in_order {
+        let genuine: Vec<(u64, Row)> = rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| (first + i as u64, r))
+            .collect();
+        finish(meta, &genuine, true, [0; 3], out, finding);
+        return;
+    }
     // Rows by seq; a row whose seq is missing or outside the range is not the chain's.
     let mut by_seq: BTreeMap<u64, Vec<Row>> = BTreeMap::new();
     let mut inserted = 0usize;
@@ -299,8 +314,40 @@ fn analyse(
         last_pos = Some(last_pos.map_or(r.position, |p| p.max(r.position)));
     }
 
+    let complete = missing_runs.is_empty() && tail_cut.is_none() && present == meta.count;
+    finish(
+        meta,
+        &genuine,
+        complete,
+        [inserted, deleted, reordered],
+        out,
+        finding,
+    );
+}
+
+/// Checks the rows that hold the segment's seqs (`genuine`, in seq order): content against leaf
+/// hashes, then, when every seq is present (`complete`), the links, last hash and root.
+/// `counts` are the inserted, deleted and reordered rows found so far, for the summary lines.
+fn finish(
+    meta: &SegmentMeta,
+    genuine: &[(u64, Row)],
+    complete: bool,
+    counts: [usize; 3],
+    out: &mut SegmentOutcome,
+    finding: &dyn Fn(FindingKind, Option<&SegmentMeta>, Option<u64>, String) -> Finding,
+) {
+    let m = Some(meta);
+    let first = meta.first_seq;
+    let [inserted, deleted, reordered] = counts;
+    let report =
+        |out: &mut SegmentOutcome, kind, seq: Option<u64>, detail: String, count: &mut usize| {
+            *count += 1;
+            if *count <= MAX_LISTED {
+                out.findings.push(finding(kind, m, seq, detail));
+            }
+        };
     let mut modified = 0usize;
-    for (s, r) in &genuine {
+    for (s, r) in genuine {
         if r.leaf != Some(r.computed) {
             report(
                 out,
@@ -336,14 +383,14 @@ fn analyse(
             ));
         }
     }
-    if !missing_runs.is_empty() || tail_cut.is_some() || present != meta.count {
+    if !complete {
         return;
     }
 
     // Complete: the stored hashes must link and lead to the segment's root and last hash.
     let mut prev = meta.prev_hash;
     let mut leaves = Vec::with_capacity(genuine.len());
-    for (s, r) in &genuine {
+    for (s, r) in genuine {
         let (Some(leaf), Some(chained)) = (r.leaf, r.chained) else {
             out.findings.push(finding(
                 FindingKind::RecordModified,
