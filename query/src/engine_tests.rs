@@ -28,7 +28,15 @@ async fn store_requests(
         dedup_window: 0,
         ..StoreConfig::default()
     };
-    let w = StoreWriter::spawn(config, Arc::new(Layout::new(dir.path(), "t"))).unwrap();
+    let key = calltrail_retention::note::SigningKey::generate("test.calltrail").unwrap();
+    let integrity = calltrail_retention::chain::IntegrityConfig::default();
+    let w = StoreWriter::spawn(
+        config,
+        Arc::new(Layout::new(dir.path(), "t")),
+        &integrity,
+        &key,
+    )
+    .unwrap();
     let ctx = IngestContext {
         observed_time_ns: 1_800_000_000_000_000_000,
         protocol: "test",
