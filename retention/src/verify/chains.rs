@@ -290,8 +290,15 @@ pub(super) fn verify_all(
             report.chains.push(summary);
             continue;
         }
+        // Of two segments with the same seqs, the one whose manifest names another file is the
+        // copy: it goes second, so that it is the one reported as replayed.
         segs.sort_by(|a, b| {
-            let key = |l: &Listed| l.meta.as_ref().map(|m| (m.first_seq, m.last_seq));
+            let key = |l: &Listed| {
+                l.meta.as_ref().map(|m| {
+                    let renamed = l.file.file_name().is_none_or(|n| *n != *m.file);
+                    (m.first_seq, m.last_seq, renamed)
+                })
+            };
             key(a).cmp(&key(b)).then_with(|| a.file.cmp(&b.file))
         });
         let newest = cps.last_key_value().map(|(s, c)| (*s, c));
@@ -313,7 +320,7 @@ pub(super) fn verify_all(
             walk.proof = Some((b, n));
         }
         let (mut expected, mut prev_hash, mut prev_file) = (0u64, genesis(&chain), None::<PathBuf>);
-        let first_in = segs.iter().position(|l| included(l));
+        let first_in = segs.iter().position(&included);
         if limited
             && let Some(i) = first_in
             && i > 0

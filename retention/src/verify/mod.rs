@@ -87,10 +87,10 @@ pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
 pub fn verify(root: &Path, options: &VerifyOptions, progress: Progress<'_>) -> Result<Report> {
     let listed = discover::segments(root)?;
     let notes = discover::checkpoints(root)?;
-    let trusted = match &options.trusted {
-        None => None,
-        Some(text) => Some(SignedCheckpoint::open(text, &options.pubkey)),
-    };
+    let trusted = options
+        .trusted
+        .as_ref()
+        .map(|text| SignedCheckpoint::open(text, &options.pubkey));
     let mut report = Report {
         ok: true,
         root: root.to_owned(),

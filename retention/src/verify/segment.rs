@@ -18,6 +18,10 @@ use crate::merkle::{self, Hash};
 /// Findings listed per kind and segment before the rest are summarised.
 const MAX_LISTED: usize = 20;
 
+/// Makes a finding about this segment: its kind, the chain metadata, the seq and the detail.
+type MakeFinding<'a> =
+    dyn Fn(FindingKind, Option<&SegmentMeta>, Option<u64>, String) -> Finding + 'a;
+
 /// What checking one segment established.
 #[derive(Debug)]
 pub(crate) struct SegmentOutcome {
@@ -181,7 +185,7 @@ fn analyse(
     meta: &SegmentMeta,
     rows: Vec<Row>,
     out: &mut SegmentOutcome,
-    finding: &dyn Fn(FindingKind, Option<&SegmentMeta>, Option<u64>, String) -> Finding,
+    finding: &MakeFinding<'_>,
 ) {
     let m = Some(meta);
     // Lists a finding unless `count` findings of its kind were listed already.
@@ -236,17 +240,43 @@ fn analyse(
             }
         }
     }
-    // Where a seq repeats, the genuine row is the one whose chained hash links to its
-    // predecessor; the others were inserted.
+    // Where a seq repeats, the genuine row is the one that fits its place: its chained hash
+    // links to its predecessor, its content matches its leaf hash, and the next seq's chained
+    // hash links to it (for the segment's last seq: it is the recorded last hash). A copy of a
+    // row with its content altered fails the second test, one whose hashes were recomputed the
+    // third. Ties go to the row stored first; the others were inserted.
     let mut genuine: Vec<(u64, Row)> = Vec::with_capacity(by_seq.len());
     let mut prev_chained: Option<Hash> = Some(meta.prev_hash);
-    for (seq, mut candidates) in by_seq {
-        let links = |r: &Row| match (prev_chained, r.leaf, r.chained) {
-            (Some(p), Some(l), Some(c)) => chain_hash(&p, &l) == c,
-            _ => false,
-        };
-        let pick = candidates.iter().position(links).unwrap_or(0);
-        let row = candidates.swap_remove(pick);
+    let mut by_seq = by_seq.into_iter().peekable();
+    while let Some((seq, mut candidates)) = by_seq.next() {
+        let mut pick = 0;
+        if candidates.len() > 1 {
+            let next = by_seq
+                .peek()
+                .filter(|(s, _)| *s == seq + 1)
+                .map(|(_, rows)| rows);
+            let fits = |r: &Row| {
+                let links = matches!((prev_chained, r.leaf, r.chained),
+                    (Some(p), Some(l), Some(c)) if chain_hash(&p, &l) == c);
+                let intact = r.leaf == Some(r.computed);
+                let followed = match (r.chained, next) {
+                    (Some(c), Some(rows)) => rows.iter().any(|n| {
+                        matches!((n.leaf, n.chained), (Some(l), Some(nc)) if chain_hash(&c, &l) == nc)
+                    }),
+                    (Some(c), None) => seq == last && c == meta.last_hash,
+                    (None, _) => false,
+                };
+                u8::from(links) + u8::from(intact) + u8::from(followed)
+            };
+            let mut best = fits(&candidates[0]);
+            for (i, c) in candidates.iter().enumerate().skip(1) {
+                let score = fits(c);
+                if score > best {
+                    (pick, best) = (i, score);
+                }
+            }
+        }
+        let row = candidates.remove(pick);
         for extra in candidates {
             report(
                 out,
@@ -426,4 +456,118 @@ fn finish(
         return;
     }
     out.leaves = Some(leaves);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::link::{chain_hashes, genesis};
+
+    /// A segment of `n` records (seqs 0..n) whose "content" is the byte `i`; its metadata and
+    /// rows as stored.
+    fn segment(n: u8) -> (SegmentMeta, Vec<Row>) {
+        let leaves: Vec<Hash> = (0..n).map(|i| merkle::leaf_hash(&[i])).collect();
+        let prev = genesis("c");
+        let chained = chain_hashes(&prev, &leaves);
+        let rows = (0..usize::from(n))
+            .map(|i| Row {
+                position: i,
+                seq: Some(i as i64),
+                leaf: Some(leaves[i]),
+                chained: Some(chained[i]),
+                computed: leaves[i],
+            })
+            .collect();
+        let meta = SegmentMeta {
+            chain_id: "c".into(),
+            table: "tool_calls".into(),
+            file: "s.parquet".into(),
+            first_seq: 0,
+            last_seq: u64::from(n) - 1,
+            count: u64::from(n),
+            prev_hash: prev,
+            last_hash: chained[usize::from(n) - 1],
+            segment_root: merkle::root(&leaves),
+            tree_size: u64::from(n),
+            tree_root: merkle::root(&leaves),
+            frontier: Vec::new(),
+            canonical_version: 1,
+        };
+        (meta, rows)
+    }
+
+    /// Stores `fake` at row `at`, moving the later rows down, and returns the findings.
+    fn with_row_inserted(
+        mut rows: Vec<Row>,
+        meta: &SegmentMeta,
+        at: usize,
+        fake: Row,
+    ) -> Vec<Finding> {
+        rows.insert(at, fake);
+        for (i, r) in rows.iter_mut().enumerate() {
+            r.position = i;
+        }
+        let mut out = SegmentOutcome {
+            file: "s.parquet".into(),
+            meta: Some(meta.clone()),
+            findings: Vec::new(),
+            leaves: None,
+            rows: rows.len() as u64,
+        };
+        let finding = |kind, _: Option<&SegmentMeta>, seq, detail| Finding {
+            kind,
+            chain_id: None,
+            file: None,
+            seq,
+            detail,
+        };
+        analyse(meta, rows, &mut out, &finding);
+        out.findings
+    }
+
+    fn only_inserted_row(findings: &[Finding], seq: u64, row: usize) {
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        let f = &findings[0];
+        assert_eq!(f.kind, FindingKind::RecordInserted, "{f:#?}");
+        assert_eq!(f.seq, Some(seq), "{f:#?}");
+        assert!(f.detail.starts_with(&format!("row {row} ")), "{f:#?}");
+    }
+
+    #[test]
+    fn a_copy_with_altered_content_stored_before_the_genuine_row_is_the_inserted_one() {
+        for seq in [0u8, 3, 7] {
+            let (meta, rows) = segment(8);
+            let i = usize::from(seq);
+            // The stored hashes copied, the content not what they cover.
+            let fake = Row {
+                computed: merkle::leaf_hash(b"altered"),
+                ..rows[i]
+            };
+            let findings = with_row_inserted(rows, &meta, i, fake);
+            only_inserted_row(&findings, u64::from(seq), i);
+        }
+    }
+
+    #[test]
+    fn a_fabricated_row_with_recomputed_hashes_stored_first_is_the_inserted_one() {
+        for seq in [0u8, 3, 7] {
+            let (meta, rows) = segment(8);
+            let i = usize::from(seq);
+            let prev = if i == 0 {
+                meta.prev_hash
+            } else {
+                rows[i - 1].chained.unwrap()
+            };
+            let leaf = merkle::leaf_hash(b"fabricated");
+            let fake = Row {
+                position: 0,
+                seq: Some(i as i64),
+                leaf: Some(leaf),
+                chained: Some(chain_hash(&prev, &leaf)),
+                computed: leaf,
+            };
+            let findings = with_row_inserted(rows, &meta, i, fake);
+            only_inserted_row(&findings, u64::from(seq), i);
+        }
+    }
 }
