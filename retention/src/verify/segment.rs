@@ -364,7 +364,7 @@ fn finish(
     complete: bool,
     counts: [usize; 3],
     out: &mut SegmentOutcome,
-    finding: &dyn Fn(FindingKind, Option<&SegmentMeta>, Option<u64>, String) -> Finding,
+    finding: &MakeFinding<'_>,
 ) {
     let m = Some(meta);
     let first = meta.first_seq;
