@@ -37,6 +37,17 @@ pub fn ensure_dir(dir: &Path) -> Result<()> {
 
 /// Replaces `path` with `bytes` atomically and durably.
 pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace(path, bytes, true)
+}
+
+/// Replaces `path` with `bytes` atomically but without waiting for the disk: after a crash the
+/// file holds the old content, the new, or (rarely) nothing. For derived files that are
+/// rebuilt or have a durable fallback (segment manifests: the Parquet footer holds the same).
+pub fn write_bytes_atomic_lazy(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace(path, bytes, false)
+}
+
+fn replace(path: &Path, bytes: &[u8], durable: bool) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     ensure_dir(dir)?;
     let name = path
@@ -47,9 +58,14 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let result = (|| {
         let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
         f.write_all(bytes).map_err(io_err("write", &tmp))?;
-        f.sync_all().map_err(io_err("fsync", &tmp))?;
+        if durable {
+            f.sync_all().map_err(io_err("fsync", &tmp))?;
+        }
         fs::rename(&tmp, path).map_err(io_err("rename", &tmp))?;
-        sync_dir(dir)
+        if durable {
+            sync_dir(dir)?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);

@@ -25,6 +25,9 @@ const UNIQUE_COLUMNS: &[&str] = &[
     "span_id",
     "parent_span_id",
     "call_id",
+    "seq",
+    "leaf_hash",
+    "chain_hash",
 ];
 
 /// Writer properties for a table's files: zstd, dictionaries (except on id columns), page
@@ -39,6 +42,11 @@ pub fn writer_properties(
     let mut builder = WriterProperties::builder();
     for c in UNIQUE_COLUMNS {
         builder = builder.set_column_dictionary_enabled(ColumnPath::from(*c), false);
+    }
+    // Hashes are random: min/max statistics can never prune a page, only cost time.
+    for c in ["leaf_hash", "chain_hash"] {
+        builder =
+            builder.set_column_statistics_enabled(ColumnPath::from(c), EnabledStatistics::None);
     }
     Ok(builder
         .set_compression(Compression::ZSTD(level))

@@ -188,9 +188,10 @@ fn encode_map(map: &MapArray, row: usize, out: &mut Vec<u8>) {
 /// Encodes the rows of one batch. Built once per batch; [`RowEncoder::encode`] per row.
 #[derive(Debug)]
 pub struct RowEncoder {
-    table: String,
-    /// Content columns, ascending by name (bytewise).
-    columns: Vec<(String, Column)>,
+    /// `MAGIC` and the table name, encoded once.
+    head: Vec<u8>,
+    /// Content columns, ascending by name (bytewise), each with its encoded name.
+    columns: Vec<(Vec<u8>, Column)>,
 }
 
 impl RowEncoder {
@@ -206,16 +207,22 @@ impl RowEncoder {
             columns.push((field.name().clone(), Column::of(field.name(), array)?));
         }
         columns.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let encoded = |s: &str| {
+            let mut out = Vec::with_capacity(4 + s.len());
+            put_str(&mut out, s);
+            out
+        };
+        let mut head = MAGIC.to_vec();
+        head.extend(encoded(table));
         Ok(Self {
-            table: table.to_owned(),
-            columns,
+            head,
+            columns: columns.into_iter().map(|(n, c)| (encoded(&n), c)).collect(),
         })
     }
 
     /// Appends the canonical bytes of `row` to `out`.
     pub fn encode(&self, row: usize, out: &mut Vec<u8>) {
-        out.extend_from_slice(MAGIC);
-        put_str(out, &self.table);
+        out.extend_from_slice(&self.head);
         let count_at = out.len();
         out.extend([0; 4]);
         let mut count = 0u32;
@@ -223,7 +230,7 @@ impl RowEncoder {
             if column.is_null(row) {
                 continue;
             }
-            put_str(out, name);
+            out.extend_from_slice(name);
             column.encode(row, out);
             count += 1;
         }

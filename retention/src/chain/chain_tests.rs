@@ -47,9 +47,12 @@ fn segments_tile_the_chain_and_link() {
     let dir = tempfile::tempdir().unwrap();
     let (key, files) = store(dir.path(), &[3, 1, 4]);
     let head = Head::read(dir.path()).unwrap().unwrap();
-    assert_eq!(head.pending, None);
-    assert_eq!(head.state.next_seq, 8);
-    let chain_id = head.state.chain_id.clone();
+    let state = head.pending.as_ref().map_or(&head.state, |p| &p.after);
+    assert_eq!(
+        state.next_seq, 8,
+        "the last seal's pending entry leads to the whole chain"
+    );
+    let chain_id = state.chain_id.clone();
 
     let mut all_leaves = Vec::new();
     let mut prev = link::genesis(&chain_id);
@@ -74,7 +77,7 @@ fn segments_tile_the_chain_and_link() {
         prev = *chained.last().unwrap();
         next += seqs.len() as i64;
     }
-    assert_eq!(head.state.frontier.root(), merkle::root(&all_leaves));
+    assert_eq!(state.frontier.root(), merkle::root(&all_leaves));
 
     // One checkpoint at start (size 0) and one per seal, each signed and growing.
     let notes = checkpoint_log::read_notes(&checkpoint_log::checkpoints_dir(dir.path(), &chain_id))
@@ -98,12 +101,13 @@ fn segments_tile_the_chain_and_link() {
 fn a_seal_interrupted_after_the_rename_is_completed_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let (key, files) = store(dir.path(), &[2, 3]);
-    let done = Head::read(dir.path()).unwrap().unwrap();
+    let head = Head::read(dir.path()).unwrap().unwrap();
+    let done = head.pending.map_or(head.state, |p| p.after);
     // Rewind the head to "sealing the second segment" and lose its manifest: the state a crash
     // right after the Parquet rename leaves.
     let first = segment::read_footer(&files[0]).unwrap().unwrap();
     let before = ChainState {
-        chain_id: done.state.chain_id.clone(),
+        chain_id: done.chain_id.clone(),
         next_seq: 2,
         last_hash: first.last_hash,
         frontier: Frontier::from_parts(first.tree_size, first.frontier.clone()).unwrap(),
@@ -113,7 +117,7 @@ fn a_seal_interrupted_after_the_rename_is_completed_at_start() {
         state: before.clone(),
         pending: Some(Pending {
             file: relative,
-            after: done.state.clone(),
+            after: done.clone(),
         }),
     }
     .write(dir.path())
@@ -122,7 +126,7 @@ fn a_seal_interrupted_after_the_rename_is_completed_at_start() {
 
     let (feed, _) = watch::channel(None);
     let chain = Chain::open(dir.path(), &key, "test.calltrail", feed).unwrap();
-    assert_eq!(chain.state(), &done.state, "the segment was adopted");
+    assert_eq!(chain.state(), &done, "the segment was adopted");
     assert!(
         segment::manifest_path(&files[1]).exists(),
         "its manifest was rewritten"
@@ -133,7 +137,7 @@ fn a_seal_interrupted_after_the_rename_is_completed_at_start() {
     let (feed, _) = watch::channel(None);
     drop(chain);
     Head {
-        state: done.state.clone(),
+        state: done.clone(),
         pending: Some(Pending {
             file: "tool_calls/never.parquet".into(),
             after: before,
@@ -142,7 +146,7 @@ fn a_seal_interrupted_after_the_rename_is_completed_at_start() {
     .write(dir.path())
     .unwrap();
     let chain = Chain::open(dir.path(), &key, "test.calltrail", feed).unwrap();
-    assert_eq!(chain.state(), &done.state);
+    assert_eq!(chain.state(), &done);
 }
 
 #[test]

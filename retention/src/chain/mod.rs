@@ -25,7 +25,7 @@ use calltrail_schemas::arrow_schema::{ChainColumns, with_chain};
 use calltrail_schemas::canonical::RowEncoder;
 use parquet::file::properties::WriterProperties;
 
-use crate::merkle;
+use crate::merkle::{self, Hash};
 use crate::note::SigningKey;
 use crate::parquet_file::write_atomic;
 use crate::tree::Frontier;
@@ -96,6 +96,31 @@ fn resolve_pending(root: &Path, state: ChainState, pending: Pending) -> Result<C
     }
 }
 
+/// Rows per thread below which hashing stays on the calling thread.
+const PARALLEL_MIN_ROWS: usize = 4096;
+
+/// The leaf hashes of `rows` rows, computed on the machine's cores: sealing is the store's one
+/// serial stage, and hashing is most of its CPU.
+fn leaf_hashes(encoder: &RowEncoder, rows: usize) -> Vec<Hash> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = rows.div_ceil(threads.max(1)).max(PARALLEL_MIN_ROWS);
+    if per >= rows {
+        return encoder.leaf_hashes(rows);
+    }
+    let mut out = vec![[0u8; 32]; rows];
+    std::thread::scope(|s| {
+        for (i, chunk) in out.chunks_mut(per).enumerate() {
+            s.spawn(move || {
+                let mut scratch = Vec::with_capacity(2048);
+                for (j, h) in chunk.iter_mut().enumerate() {
+                    *h = encoder.leaf_hash(i * per + j, &mut scratch);
+                }
+            });
+        }
+    });
+    out
+}
+
 impl Chain {
     /// Opens the chain of the data directory `root`, recovering an interrupted seal, or starts
     /// one. If the stored chain is shorter than (or diverges from) its newest checkpoint, the
@@ -159,13 +184,16 @@ impl Chain {
     }
 
     /// Seals `content` (a content batch of `table`, rows in chain order) as the segment
-    /// `dir/name`: chains its rows, writes the Parquet file with the chain columns and footer
-    /// metadata (`props` turns the footer pairs into writer properties), then the manifest and
-    /// the head, and signs a checkpoint. Returns the file's size and the segment's metadata.
+    /// `dir/name`: records it as pending in the head, chains its rows, writes the Parquet file
+    /// with the chain columns and footer metadata (`props` turns the footer pairs into writer
+    /// properties), then the manifest, and signs a checkpoint. Returns the file's size and the
+    /// segment's metadata.
     ///
     /// Once the Parquet file is in place the chain has advanced, whatever happens next: a
-    /// failed manifest, head or checkpoint write is logged and repaired by the next seal or
-    /// the next start, never by chaining the rows again.
+    /// failed manifest or checkpoint write is logged and repaired by the next seal or start,
+    /// never by chaining the rows again. The head is not rewritten after the seal: its
+    /// `pending` entry already leads to the new state, which a start adopts once it finds the
+    /// file. So a seal costs one durable head write, the Parquet file, and nothing else durable.
     pub fn seal(
         &mut self,
         table: &str,
@@ -180,7 +208,7 @@ impl Chain {
                 "a segment needs at least one record".into(),
             ));
         }
-        let leaves = RowEncoder::new(table, content)?.leaf_hashes(content.num_rows());
+        let leaves = leaf_hashes(&RowEncoder::new(table, content)?, content.num_rows());
         let chained = link::chain_hashes(&self.state.last_hash, &leaves);
         let mut frontier = self.state.frontier.clone();
         for leaf in &leaves {
@@ -233,14 +261,6 @@ impl Chain {
         let path = dir.join(name);
         if let Err(e) = segment::write_manifest(&path, &meta) {
             tracing::error!(error = %e, "Writing a segment manifest failed; the footer still holds its chain metadata.");
-        }
-        if let Err(e) = (Head {
-            state: self.state.clone(),
-            pending: None,
-        })
-        .write(&self.root)
-        {
-            tracing::error!(error = %e, "Updating the chain head failed; the next seal or start completes it.");
         }
         let signed = self
             .log

@@ -150,11 +150,12 @@ pub fn footer_pairs(meta: &parquet::file::metadata::FileMetaData) -> HashMap<Str
         .unwrap_or_default()
 }
 
-/// Writes the sidecar manifest of `meta` beside the Parquet file at `parquet`.
+/// Writes the sidecar manifest of `meta` beside the Parquet file at `parquet`. Not fsynced: the
+/// footer holds the same metadata durably, and readers fall back to it.
 pub fn write_manifest(parquet: &Path, meta: &SegmentMeta) -> crate::Result<()> {
     let bytes = serde_json::to_vec_pretty(meta)
         .map_err(|e| crate::Error::Integrity(format!("encoding a manifest: {e}")))?;
-    crate::files::write_bytes_atomic(&manifest_path(parquet), &bytes)
+    crate::files::write_bytes_atomic_lazy(&manifest_path(parquet), &bytes)
 }
 
 /// The sidecar manifest of the Parquet file at `parquet`: `<stem>.manifest.json`.
