@@ -134,7 +134,8 @@ struct Segment {
 
 impl Segment {
     fn manifest(&self) -> PathBuf {
-        self.file.with_extension("manifest.json")
+        let stem = self.file.file_stem().unwrap().to_string_lossy();
+        self.file.with_file_name(format!("_{stem}.manifest.json"))
     }
 }
 
@@ -428,7 +429,7 @@ fn copy_segment(from: &Path, s: &Segment, root: &Path, dir: &Path, stem: &str) -
     std::fs::copy(from.join(&s.file), root.join(&file)).unwrap();
     std::fs::copy(
         from.join(s.manifest()),
-        root.join(dir.join(format!("{stem}.manifest.json"))),
+        root.join(dir.join(format!("_{stem}.manifest.json"))),
     )
     .unwrap();
     file

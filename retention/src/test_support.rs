@@ -69,13 +69,24 @@ pub(crate) fn key() -> SigningKey {
 
 /// Seals one tool-call segment of `n` records, numbered from `first_id`, into `root`.
 pub(crate) fn seal(chain: &mut Chain, root: &Path, first_id: i64, n: usize) -> std::path::PathBuf {
+    seal_at(chain, root, first_id, n, T0)
+}
+
+/// Like [`seal`], with the records starting at `start` (ns), so in `start`'s hour partition.
+pub(crate) fn seal_at(
+    chain: &mut Chain,
+    root: &Path,
+    first_id: i64,
+    n: usize,
+    start: i64,
+) -> std::path::PathBuf {
     let layout = Layout::new(root, "w");
     let calls: Vec<ToolCall> = (0..n as i64)
-        .map(|i| call(first_id + i, T0 + (first_id + i) * 1000))
+        .map(|i| call(first_id + i, start + (first_id + i) * 1000))
         .collect();
     let refs: Vec<&ToolCall> = calls.iter().collect();
     let batch = arrow_schema::tool_calls_batch(&refs).unwrap();
-    let dir = layout.partition_dir(TOOL_CALLS, Partition::of(T0));
+    let dir = layout.partition_dir(TOOL_CALLS, Partition::of(start));
     let name = layout.next_file_name(first_id, first_id as u64, first_id as u64);
     chain
         .seal(TOOL_CALLS, &dir, &name, &batch, |kv| {

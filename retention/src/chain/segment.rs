@@ -158,9 +158,15 @@ pub fn write_manifest(parquet: &Path, meta: &SegmentMeta) -> crate::Result<()> {
     crate::files::write_bytes_atomic_lazy(&manifest_path(parquet), &bytes)
 }
 
-/// The sidecar manifest of the Parquet file at `parquet`: `<stem>.manifest.json`.
+/// The sidecar manifest of the Parquet file at `parquet`: `_<stem>.manifest.json`. The leading
+/// underscore hides it from engines that read a table's directory (pyarrow datasets, Spark,
+/// Hive and Trino skip names starting with `_` or `.`).
 pub fn manifest_path(parquet: &Path) -> PathBuf {
-    parquet.with_extension("manifest.json")
+    let stem = parquet
+        .file_stem()
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default();
+    parquet.with_file_name(format!("_{stem}.manifest.json"))
 }
 
 fn parse_hash(s: &str) -> Option<Hash> {
@@ -245,7 +251,7 @@ mod tests {
         assert!(e.contains("last_hash"), "{e}");
         assert_eq!(
             manifest_path(Path::new("/d/1-w-0-1-2.parquet")),
-            Path::new("/d/1-w-0-1-2.manifest.json")
+            Path::new("/d/_1-w-0-1-2.manifest.json")
         );
     }
 }

@@ -360,3 +360,50 @@ fn store_with_snapshot(data: &Path, snapshot: &Path, sizes: &[usize], cut: usize
     }
     key
 }
+
+#[test]
+fn a_time_range_is_checked_against_the_signed_heads_without_reading_what_precedes_it() {
+    const HOUR: i64 = 3_600_000_000_000;
+    let t0 = crate::test_support::T0 - crate::test_support::T0 % HOUR;
+    let dir = tempfile::tempdir().unwrap();
+    let key = crate::test_support::key();
+    let (feed, _) = tokio::sync::watch::channel(None);
+    let mut chain = crate::chain::Chain::open(dir.path(), &key, "test.calltrail", feed).unwrap();
+    let files: Vec<PathBuf> = (0..3)
+        .map(|h| crate::test_support::seal_at(&mut chain, dir.path(), h * 4, 4, t0 + h * HOUR))
+        .collect();
+    let range = |from: i64, to: Option<i64>| VerifyOptions {
+        from_ns: Some(from),
+        to_ns: to,
+        ..options(&key, None)
+    };
+    let report = verify(dir.path(), &range(t0 + HOUR, None), &|_, _| {}).unwrap();
+    assert!(report.ok, "{:?}", report.findings);
+    assert_eq!(report.records, 8, "the last two hours only");
+    assert_eq!(
+        report.chains[0].heads_matched, 3,
+        "the head before the range (it pins the frontier the range starts from) and the seals of hours 1 and 2"
+    );
+    let report = verify(dir.path(), &range(t0, Some(t0 + HOUR)), &|_, _| {}).unwrap();
+    assert!(
+        report.ok,
+        "a range that stops early is no tail truncation: {:?}",
+        report.findings
+    );
+    assert_eq!(report.records, 4);
+
+    keep(&files[1], &[0, 2, 3]);
+    let k: BTreeSet<_> = verify(dir.path(), &range(t0 + HOUR, None), &|_, _| {})
+        .unwrap()
+        .findings
+        .iter()
+        .map(|f| f.kind)
+        .collect();
+    assert_eq!(k, BTreeSet::from([FindingKind::RecordDeleted]));
+    let later = verify(dir.path(), &range(t0 + 2 * HOUR, None), &|_, _| {}).unwrap();
+    assert!(
+        later.ok,
+        "hour 1 is outside this range: {:?}",
+        later.findings
+    );
+}
