@@ -8,6 +8,7 @@
 //! - [`layout`]: where files go;
 //! - [`parquet_file`]: one atomic Parquet file write;
 //! - [`writer`]: the background task that batches records by size or age and flushes them;
+//! - `flush`: one flush, prepared (batches, hashes) while the previous one seals;
 //! - [`dedup`]: the window of recent event ids that drops exporter retries;
 //! - [`sealed`]: which replayed write-ahead-log records are already in sealed files;
 //! - [`merkle`]: RFC 6962 tree heads, inclusion and consistency proofs, and their verification;
@@ -22,6 +23,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod dedup;
 pub mod files;
+mod flush;
 pub mod layout;
 pub mod merkle;
 pub mod note;

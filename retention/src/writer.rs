@@ -7,14 +7,13 @@
 //! records, stops taking new ones (so the queues fill and receivers push back) and retries with
 //! backoff: records are never dropped.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arrow::array::RecordBatch;
-use calltrail_schemas::arrow_schema::{self, LLM_CALLS, SCHEMA_VERSION_KEY, TABLE_KEY, TOOL_CALLS};
-use calltrail_schemas::{LlmCall, SCHEMA_VERSION, ToolCall};
+use calltrail_schemas::arrow_schema::{LLM_CALLS, TOOL_CALLS};
+use calltrail_schemas::{LlmCall, ToolCall};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until};
@@ -23,9 +22,9 @@ use crate::chain::{Chain, IntegrityConfig, SharedLog};
 use crate::checkpoint::SignedCheckpoint;
 use crate::dedup::{DedupWindow, recent_event_ids};
 use crate::files::ensure_dir;
-use crate::layout::{Layout, Partition};
+use crate::flush::{Buffer, FlushContext, flush};
+use crate::layout::Layout;
 use crate::note::SigningKey;
-use crate::parquet_file::writer_properties;
 use crate::{Error, Result, StoreConfig};
 
 /// Records from one ingest request: one write-ahead-log frame.
@@ -134,20 +133,6 @@ pub struct StoreWriter {
     chain_id: String,
 }
 
-#[derive(Default)]
-struct Buffer {
-    tool_calls: Vec<ToolCall>,
-    llm_calls: Vec<LlmCall>,
-    /// First and last `wal_seq` of the batches taken in, duplicates and empty ones included.
-    frames: Option<(u64, u64)>,
-}
-
-impl Buffer {
-    fn len(&self) -> usize {
-        self.tool_calls.len() + self.llm_calls.len()
-    }
-}
-
 impl StoreWriter {
     /// Starts the writer over `layout`, creating the table directories, and opens (or
     /// starts) the chain it extends, signing with `key`.
@@ -169,20 +154,18 @@ impl StoreWriter {
             chain.log(),
             Duration::from_secs(integrity.heartbeat_secs),
         ));
-        let chain = Arc::new(Mutex::new(chain));
         let (tx, rx) = mpsc::channel(config.queue_capacity);
         let (shutdown, shutdown_rx) = oneshot::channel();
         let (flushed_tx, flushed) = watch::channel(0);
         let stats = Arc::new(StoreStats::default());
-        let task = tokio::spawn(run(
+        let ctx = Arc::new(FlushContext {
             config,
             layout,
-            rx,
-            shutdown_rx,
-            Arc::clone(&stats),
-            Arc::new(flushed_tx),
-            chain,
-        ));
+            stats: Arc::clone(&stats),
+            flushed: flushed_tx,
+            chain: Mutex::new(chain),
+        });
+        let task = tokio::spawn(run(ctx, rx, shutdown_rx));
         Ok(Self {
             handle: WriterHandle { tx, stats },
             shutdown,
@@ -227,14 +210,11 @@ impl StoreWriter {
 }
 
 async fn run(
-    config: StoreConfig,
-    layout: Arc<Layout>,
+    ctx: Arc<FlushContext>,
     mut rx: mpsc::Receiver<WriteBatch>,
     mut shutdown: oneshot::Receiver<()>,
-    stats: Arc<StoreStats>,
-    flushed: Arc<watch::Sender<u64>>,
-    chain: Arc<Mutex<Chain>>,
 ) {
+    let (config, layout, stats) = (&ctx.config, &ctx.layout, &ctx.stats);
     let interval = Duration::from_millis(config.flush_interval_ms);
     let mut dedup = DedupWindow::new(config.dedup_window);
     if config.dedup_window > 0 {
@@ -262,54 +242,61 @@ async fn run(
     }
     let mut buf = Buffer::default();
     let mut oldest: Option<Instant> = None;
-    // One flush runs while the next buffer fills, so encoding never stalls the queue; a second
-    // flush waits for the first, which bounds memory to two buffers plus the queue.
-    let mut in_flight: Option<JoinHandle<()>> = None;
-    let start_flush = |buf: &mut Buffer, in_flight: &mut Option<JoinHandle<()>>| {
-        let pending = std::mem::take(buf);
-        let job = flush(
-            config.clone(),
-            Arc::clone(&layout),
-            pending,
-            Arc::clone(&stats),
-            Arc::clone(&flushed),
-            Arc::clone(&chain),
-        );
-        *in_flight = Some(tokio::spawn(job));
-    };
+    // Up to two flushes run while the next buffer fills: one sealing, the next preparing its
+    // batches and hashes. A third waits for the oldest, which bounds memory to three buffers
+    // plus the queue. Each flush seals only after the one before it (its turn).
+    let mut in_flight: VecDeque<JoinHandle<()>> = VecDeque::new();
+    let mut turn: Option<oneshot::Receiver<()>> = None;
     loop {
         let deadline = oldest.map(|t| t + interval);
-        tokio::select! {
+        let due = tokio::select! {
             biased;
             _ = &mut shutdown => {
                 rx.close();
                 while let Some(b) = rx.recv().await {
-                    push(&mut buf, b, &mut dedup, &stats);
+                    push(&mut buf, b, &mut dedup, stats);
                 }
                 break;
             }
             msg = rx.recv() => match msg {
                 Some(b) => {
-                    push(&mut buf, b, &mut dedup, &stats);
+                    push(&mut buf, b, &mut dedup, stats);
                     oldest.get_or_insert_with(Instant::now);
-                    if buf.len() >= config.flush_max_rows {
-                        wait(in_flight.take()).await;
-                        start_flush(&mut buf, &mut in_flight);
-                        oldest = None;
-                    }
+                    buf.len() >= config.flush_max_rows
                 }
                 None => break,
             },
-            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                wait(in_flight.take()).await;
-                start_flush(&mut buf, &mut in_flight);
-                oldest = None;
+            _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => true,
+        };
+        if due {
+            if in_flight.len() >= 2 {
+                wait(in_flight.pop_front()).await;
             }
+            in_flight.push_back(start_flush(&ctx, &mut buf, &mut turn));
+            oldest = None;
         }
     }
-    wait(in_flight.take()).await;
-    start_flush(&mut buf, &mut in_flight);
-    wait(in_flight.take()).await;
+    in_flight.push_back(start_flush(&ctx, &mut buf, &mut turn));
+    for job in in_flight {
+        wait(Some(job)).await;
+    }
+}
+
+/// Starts flushing `buf` (emptying it) after the flush whose turn signal is in `turn`, leaving
+/// this flush's signal there for the next one.
+fn start_flush(
+    ctx: &Arc<FlushContext>,
+    buf: &mut Buffer,
+    turn: &mut Option<oneshot::Receiver<()>>,
+) -> JoinHandle<()> {
+    let (done, next) = oneshot::channel();
+    let job = flush(
+        Arc::clone(ctx),
+        std::mem::take(buf),
+        turn.replace(next),
+        done,
+    );
+    tokio::spawn(job)
 }
 
 /// Re-signs the newest checkpoint whenever none was signed for about `every`, so checkpoints
@@ -370,183 +357,6 @@ fn push(buf: &mut Buffer, b: WriteBatch, dedup: &mut DedupWindow, stats: &StoreS
         stats.duplicates.fetch_add(dropped, Ordering::Relaxed);
         stats.pending_rows.fetch_sub(dropped, Ordering::Relaxed);
     }
-}
-
-/// Writes the buffer, retrying with capped backoff until it succeeds. Partitions already
-/// written are not written again.
-async fn flush(
-    config: StoreConfig,
-    layout: Arc<Layout>,
-    mut pending: Buffer,
-    stats: Arc<StoreStats>,
-    flushed: Arc<watch::Sender<u64>>,
-    chain: Arc<Mutex<Chain>>,
-) {
-    let frames = pending.frames;
-    let mut backoff = Duration::from_millis(100);
-    while pending.len() > 0 {
-        let (cfg, lay, st) = (config.clone(), Arc::clone(&layout), Arc::clone(&stats));
-        let ch = Arc::clone(&chain);
-        let outcome =
-            tokio::task::spawn_blocking(move || write_buffer(&cfg, &lay, &ch, pending, &st)).await;
-        match outcome {
-            Ok(Ok(())) => break,
-            Ok(Err(failed)) => {
-                let (e, rest) = *failed;
-                stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, records = rest.len(), retry_in_ms = backoff.as_millis() as u64,
-                    "Writing Parquet failed; the records are kept and the write will be retried.");
-                pending = rest;
-                sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-            }
-            Err(e) => {
-                // A panic in the encoder is a bug; the records it held are lost to this process.
-                // The frames stay in the write-ahead log, which replays them on restart.
-                tracing::error!(error = %e, "The Parquet write task panicked.");
-                return;
-            }
-        }
-    }
-    if let Some((_, last)) = frames {
-        flushed.send_if_modified(|v| {
-            let newer = last > *v;
-            if newer {
-                *v = last;
-            }
-            newer
-        });
-    }
-}
-
-/// Row indices per partition, each sorted by time. Records are about a kilobyte: sorting and
-/// grouping indices instead of the records saves moving them around.
-fn by_partition<T>(rows: &[T], time: impl Fn(&T) -> i64) -> BTreeMap<Partition, Vec<usize>> {
-    let mut map: BTreeMap<Partition, Vec<usize>> = BTreeMap::new();
-    for (i, r) in rows.iter().enumerate() {
-        map.entry(Partition::of(time(r))).or_default().push(i);
-    }
-    for idx in map.values_mut() {
-        idx.sort_by_key(|&i| time(&rows[i]));
-    }
-    map
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
-fn metadata(table: &str, (first, last): (u64, u64)) -> Vec<(String, String)> {
-    vec![
-        (SCHEMA_VERSION_KEY.into(), SCHEMA_VERSION.to_string()),
-        (TABLE_KEY.into(), table.into()),
-        ("calltrail.wal.first_seq".into(), first.to_string()),
-        ("calltrail.wal.last_seq".into(), last.to_string()),
-    ]
-}
-
-/// Sort column of both tables: `start_time`.
-fn start_time_index(schema: &arrow::datatypes::Schema) -> usize {
-    schema.index_of("start_time").unwrap_or(0)
-}
-
-/// Writes each partition of one table to its own file, a segment of the chain. On failure,
-/// returns the error and the partitions already written, so a retry does not write them twice.
-#[allow(clippy::too_many_arguments)] // one call per table; a struct would only rename them
-fn write_table<T>(
-    config: &StoreConfig,
-    layout: &Layout,
-    chain: &mut Chain,
-    table: &str,
-    frames: (u64, u64),
-    rows: &[T],
-    time: fn(&T) -> i64,
-    build: fn(&[&T]) -> Result<RecordBatch, arrow::error::ArrowError>,
-    stats: &StoreStats,
-) -> Result<(), (Error, Vec<Partition>)> {
-    let mut written = Vec::new();
-    for (p, idx) in by_partition(rows, time) {
-        let mut one = || -> Result<u64> {
-            let sorted: Vec<&T> = idx.iter().map(|&i| &rows[i]).collect();
-            let batch = build(&sorted)?;
-            let props = |footer: Vec<(String, String)>| {
-                let mut kv = metadata(table, frames);
-                kv.extend(footer);
-                writer_properties(config.zstd_level, start_time_index(&batch.schema()), kv)
-            };
-            let (bytes, _) = chain.seal(
-                table,
-                &layout.partition_dir(table, p),
-                &layout.next_file_name(now_ms(), frames.0, frames.1),
-                &batch,
-                props,
-            )?;
-            Ok(bytes)
-        };
-        match one() {
-            Ok(bytes) => {
-                account(stats, idx.len(), bytes);
-                written.push(p);
-            }
-            Err(e) => return Err((e, written)),
-        }
-    }
-    Ok(())
-}
-
-fn write_buffer(
-    config: &StoreConfig,
-    layout: &Layout,
-    chain: &Mutex<Chain>,
-    mut buf: Buffer,
-    stats: &StoreStats,
-) -> Result<(), Box<(Error, Buffer)>> {
-    let Ok(mut chain) = chain.lock() else {
-        let e = Error::Integrity("the chain lock is poisoned".into());
-        return Err(Box::new((e, buf)));
-    };
-    let tool_time: fn(&ToolCall) -> i64 = |r| r.start_time_ns;
-    let llm_time: fn(&LlmCall) -> i64 = |r| r.start_time_ns;
-    let frames = buf.frames.unwrap_or_default();
-    if let Err((e, done)) = write_table(
-        config,
-        layout,
-        &mut chain,
-        TOOL_CALLS,
-        frames,
-        &buf.tool_calls,
-        tool_time,
-        arrow_schema::tool_calls_batch,
-        stats,
-    ) {
-        buf.tool_calls
-            .retain(|r| !done.contains(&Partition::of(r.start_time_ns)));
-        return Err(Box::new((e, buf)));
-    }
-    buf.tool_calls.clear();
-    if let Err((e, done)) = write_table(
-        config,
-        layout,
-        &mut chain,
-        LLM_CALLS,
-        frames,
-        &buf.llm_calls,
-        llm_time,
-        arrow_schema::llm_calls_batch,
-        stats,
-    ) {
-        buf.llm_calls
-            .retain(|r| !done.contains(&Partition::of(r.start_time_ns)));
-        return Err(Box::new((e, buf)));
-    }
-    Ok(())
-}
-
-fn account(stats: &StoreStats, rows: usize, bytes: u64) {
-    stats.files.fetch_add(1, Ordering::Relaxed);
-    stats.bytes.fetch_add(bytes, Ordering::Relaxed);
-    stats.rows.fetch_add(rows as u64, Ordering::Relaxed);
-    stats.pending_rows.fetch_sub(rows as u64, Ordering::Relaxed);
 }
 
 #[cfg(test)]

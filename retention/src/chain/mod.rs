@@ -99,9 +99,9 @@ fn resolve_pending(root: &Path, state: ChainState, pending: Pending) -> Result<C
 /// Rows per thread below which hashing stays on the calling thread.
 const PARALLEL_MIN_ROWS: usize = 4096;
 
-/// The leaf hashes of `rows` rows, computed on the machine's cores: sealing is the store's one
-/// serial stage, and hashing is most of its CPU.
-fn leaf_hashes(encoder: &RowEncoder, rows: usize) -> Vec<Hash> {
+/// The leaf hashes of the first `rows` rows `encoder` encodes, computed on all of the machine's
+/// cores.
+pub fn leaf_hashes(encoder: &RowEncoder, rows: usize) -> Vec<Hash> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per = rows.div_ceil(threads.max(1)).max(PARALLEL_MIN_ROWS);
     if per >= rows {
@@ -202,16 +202,31 @@ impl Chain {
         content: &RecordBatch,
         props: impl FnOnce(Vec<(String, String)>) -> Result<WriterProperties>,
     ) -> Result<(u64, SegmentMeta)> {
-        let n = content.num_rows() as u64;
-        if n == 0 {
-            return Err(Error::Integrity(
-                "a segment needs at least one record".into(),
-            ));
-        }
         let leaves = leaf_hashes(&RowEncoder::new(table, content)?, content.num_rows());
-        let chained = link::chain_hashes(&self.state.last_hash, &leaves);
+        self.seal_hashed(table, dir, name, content, &leaves, props)
+    }
+
+    /// [`Chain::seal`] for a batch whose leaf hashes (one per row, from [`leaf_hashes`]) were
+    /// computed beforehand, off the serial path.
+    pub fn seal_hashed(
+        &mut self,
+        table: &str,
+        dir: &Path,
+        name: &str,
+        content: &RecordBatch,
+        leaves: &[Hash],
+        props: impl FnOnce(Vec<(String, String)>) -> Result<WriterProperties>,
+    ) -> Result<(u64, SegmentMeta)> {
+        let n = content.num_rows() as u64;
+        if n == 0 || leaves.len() != content.num_rows() {
+            return Err(Error::Integrity(format!(
+                "a segment needs at least one record and one leaf hash per record ({n} records, {} hashes)",
+                leaves.len()
+            )));
+        }
+        let chained = link::chain_hashes(&self.state.last_hash, leaves);
         let mut frontier = self.state.frontier.clone();
-        for leaf in &leaves {
+        for leaf in leaves {
             frontier.append(*leaf);
         }
         let first_seq = self.state.next_seq;
@@ -225,7 +240,7 @@ impl Chain {
             count: n,
             prev_hash: self.state.last_hash,
             last_hash,
-            segment_root: merkle::root(&leaves),
+            segment_root: merkle::root(leaves),
             tree_size: first_seq + n,
             tree_root: frontier.root(),
             frontier: frontier.hashes().to_vec(),
@@ -243,7 +258,7 @@ impl Chain {
                 chain_id: &meta.chain_id,
                 first_seq: i64::try_from(first_seq)
                     .map_err(|_| Error::Integrity("seq overflow".into()))?,
-                leaf_hashes: &leaves,
+                leaf_hashes: leaves,
                 chain_hashes: &chained,
             },
         )?;
