@@ -213,3 +213,73 @@ async fn an_idle_writer_signs_heartbeat_checkpoints() {
     assert!(beat.checkpoint.timestamp > first.checkpoint.timestamp);
     w.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_later_flush_waits_for_an_earlier_one_to_seal() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        flush_interval_ms: 20,
+        ..Default::default()
+    };
+    let key = key();
+    let w = StoreWriter::spawn(
+        cfg,
+        Arc::new(Layout::new(dir.path(), "t")),
+        &IntegrityConfig::default(),
+        &key,
+    )
+    .unwrap();
+    let mut flushed = w.flushed();
+    // The first flush cannot create its partition directory; the second one could.
+    let blocker = dir.path().join("tool_calls/date=2026-11-23");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let submit = |wal_seq, start| {
+        w.handle()
+            .try_submit(WriteBatch {
+                wal_seq,
+                tool_calls: vec![call(wal_seq as i64, start)],
+                llm_calls: vec![],
+            })
+            .unwrap();
+    };
+    submit(1, T0);
+    let stats = Arc::clone(w.handle().stats());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while stats.write_errors.load(Ordering::Relaxed) == 0 {
+        assert!(Instant::now() < deadline);
+        sleep(Duration::from_millis(10)).await;
+    }
+    submit(2, T0 + 24 * HOUR_NS);
+    sleep(Duration::from_millis(300)).await;
+    assert!(
+        parquet_files(&dir.path().join("tool_calls")).is_empty(),
+        "the second flush must not seal before the first"
+    );
+    assert_eq!(
+        *flushed.borrow_and_update(),
+        0,
+        "the log's watermark has not moved"
+    );
+
+    std::fs::remove_file(&blocker).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), flushed.wait_for(|&v| v == 2))
+        .await
+        .expect("both flushes seal")
+        .unwrap();
+    w.shutdown().await;
+    let files = parquet_files(&dir.path().join("tool_calls"));
+    let first_seqs: Vec<u64> = files
+        .iter()
+        .map(|f| {
+            crate::chain::segment::read_footer(f)
+                .unwrap()
+                .unwrap()
+                .first_seq
+        })
+        .collect();
+    assert_eq!(
+        first_seqs,
+        vec![0, 1],
+        "the blocked batch is seq 0, the later one seq 1"
+    );
+}
