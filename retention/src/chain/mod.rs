@@ -277,13 +277,17 @@ impl Chain {
         if let Err(e) = segment::write_manifest(&path, &meta) {
             tracing::error!(error = %e, "Writing a segment manifest failed; the footer still holds its chain metadata.");
         }
-        let signed = self
-            .log
-            .lock()
-            .map_err(|_| Error::Integrity("the checkpoint log lock is poisoned".into()))?
-            .sign(self.state.next_seq, meta.tree_root);
-        if let Err(e) = signed {
-            tracing::error!(error = %e, "Signing a checkpoint failed; the next seal or heartbeat signs one.");
+        // Never an error from here on: the rows are sealed, and a caller retrying would chain
+        // them a second time.
+        match self.log.lock() {
+            Ok(mut log) => {
+                if let Err(e) = log.sign(self.state.next_seq, meta.tree_root) {
+                    tracing::error!(error = %e, "Signing a checkpoint failed; the next seal or heartbeat signs one.");
+                }
+            }
+            Err(_) => {
+                tracing::error!("The checkpoint log lock is poisoned; no checkpoint was signed.")
+            }
         }
         Ok((bytes, meta))
     }
