@@ -286,7 +286,7 @@ impl Chain {
                 }
             }
             Err(_) => {
-                tracing::error!("The checkpoint log lock is poisoned; no checkpoint was signed.")
+                tracing::error!("The checkpoint log lock is poisoned; no checkpoint was signed.");
             }
         }
         Ok((bytes, meta))
