@@ -8,6 +8,7 @@ use anyhow::{Context, Result, anyhow};
 use calltrail_collector::{AuthConfig, Authenticator, ReceiverConfig, WalConfig};
 use calltrail_retention::StoreConfig;
 use calltrail_retention::chain::IntegrityConfig;
+use calltrail_retention::policy::RetentionConfig;
 use calltrail_schemas::{AttributionConfig, Attributor, Directory, ToolCatalog};
 use serde::Deserialize;
 
@@ -32,6 +33,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// Tamper evidence: the checkpoint signing key and heartbeat.
     pub integrity: IntegrityConfig,
+    /// Retention classes: which records are kept how long.
+    pub retention: RetentionConfig,
     /// Attribution of calls to principals, teams, tenants and cost centres.
     pub attribution: AttributionConfig,
     /// Calltrail's own metrics: `GET /metrics` and optional OTLP push.
@@ -48,6 +51,7 @@ impl Default for Config {
             wal: WalConfig::default(),
             store: StoreConfig::default(),
             integrity: IntegrityConfig::default(),
+            retention: RetentionConfig::default(),
             attribution: AttributionConfig::default(),
             telemetry: TelemetryConfig::default(),
         }
@@ -99,6 +103,7 @@ impl Config {
             .map_err(|(key, msg)| anyhow!("{key}: {msg}"))?;
         self.store.validate()?;
         self.integrity.validate()?;
+        self.retention.validate()?;
         self.attribution.validate()?;
         self.telemetry.validate()?;
         Ok(())

@@ -29,8 +29,14 @@ pub(crate) fn wal_dir(data: &Path) -> PathBuf {
 pub(crate) async fn start(data: &Path, wal_config: WalConfig, store: StoreConfig) -> Stack {
     let key = calltrail_retention::note::SigningKey::generate("test.calltrail").unwrap();
     let integrity = calltrail_retention::chain::IntegrityConfig::default();
-    let writer =
-        StoreWriter::spawn(store, Arc::new(Layout::new(data, "t")), &integrity, &key).unwrap();
+    let writer = StoreWriter::spawn(
+        store,
+        Arc::new(Layout::new(data, "t")),
+        &integrity,
+        &key,
+        &calltrail_retention::policy::RetentionConfig::default(),
+    )
+    .unwrap();
     let (dir, d, sink) = (wal_dir(data), data.to_owned(), writer.handle());
     let (report, _) =
         tokio::task::spawn_blocking(move || wal::recover_into(&dir, &d, &sink).unwrap())

@@ -35,6 +35,7 @@ async fn store_requests(
         Arc::new(Layout::new(dir.path(), "t")),
         &integrity,
         &key,
+        &calltrail_retention::policy::RetentionConfig::default(),
     )
     .unwrap();
     let ctx = IngestContext {

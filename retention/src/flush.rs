@@ -1,6 +1,7 @@
 //! One flush of the store writer, in two stages so that consecutive flushes overlap:
 //!
-//! 1. **prepare**: each table's records are split by hour partition, sorted by time, built into
+//! 1. **prepare**: each table's records are split by hour partition and retention class (so a
+//!    segment expires whole), sorted by time, built into
 //!    an Arrow batch and hashed (leaf hashes, on all cores). It needs no chain state, so it runs
 //!    as soon as the flush starts, while the previous flush is still sealing.
 //! 2. **seal**: once the previous flush has sealed (its turn signal), each part is chained and
@@ -26,6 +27,7 @@ use crate::chain::{Chain, leaf_hashes};
 use crate::layout::{Layout, Partition};
 use crate::merkle::Hash;
 use crate::parquet_file::writer_properties;
+use crate::policy::{RetentionClass, RetentionPolicy};
 use crate::writer::StoreStats;
 use crate::{Error, Result, StoreConfig};
 
@@ -52,12 +54,15 @@ pub(crate) struct FlushContext {
     /// The highest `wal_seq` whose records, and those of every earlier batch, are sealed.
     pub(crate) flushed: watch::Sender<u64>,
     pub(crate) chain: Mutex<Chain>,
+    /// Which retention class each record belongs to.
+    pub(crate) policy: RetentionPolicy,
 }
 
 /// One future segment: a table's records of one hour, built and hashed.
 struct Part {
     table: &'static str,
     partition: Partition,
+    class: RetentionClass,
     batch: RecordBatch,
     leaves: Vec<Hash>,
 }
@@ -74,8 +79,8 @@ pub(crate) async fn flush(
     let pending = Arc::new(pending);
     let mut backoff = Duration::from_millis(100);
     let mut parts = loop {
-        let buf = Arc::clone(&pending);
-        match tokio::task::spawn_blocking(move || prepare(&buf)).await {
+        let (buf, c) = (Arc::clone(&pending), Arc::clone(&ctx));
+        match tokio::task::spawn_blocking(move || prepare(&buf, &c.policy)).await {
             Ok(Ok(parts)) => break parts,
             Ok(Err(e)) => {
                 ctx.stats.write_errors.fetch_add(1, Ordering::Relaxed);
@@ -137,12 +142,18 @@ pub(crate) async fn flush(
     let _ = done.send(());
 }
 
-/// Row indices per partition, each sorted by time. Records are about a kilobyte: sorting and
-/// grouping indices instead of the records saves moving them around.
-fn by_partition<T>(rows: &[T], time: impl Fn(&T) -> i64) -> BTreeMap<Partition, Vec<usize>> {
-    let mut map: BTreeMap<Partition, Vec<usize>> = BTreeMap::new();
+/// Row indices per hour partition and retention class, each sorted by time. Records are about
+/// a kilobyte: sorting and grouping indices instead of the records saves moving them around.
+fn by_partition<T>(
+    rows: &[T],
+    time: impl Fn(&T) -> i64,
+    class: impl Fn(&T) -> RetentionClass,
+) -> BTreeMap<(Partition, RetentionClass), Vec<usize>> {
+    let mut map: BTreeMap<(Partition, RetentionClass), Vec<usize>> = BTreeMap::new();
     for (i, r) in rows.iter().enumerate() {
-        map.entry(Partition::of(time(r))).or_default().push(i);
+        map.entry((Partition::of(time(r)), class(r)))
+            .or_default()
+            .push(i);
     }
     for idx in map.values_mut() {
         idx.sort_by_key(|&i| time(&rows[i]));
@@ -154,16 +165,18 @@ fn prepare_table<T>(
     table: &'static str,
     rows: &[T],
     time: fn(&T) -> i64,
+    class: impl Fn(&T) -> RetentionClass,
     build: fn(&[&T]) -> Result<RecordBatch, arrow::error::ArrowError>,
     out: &mut Vec<Part>,
 ) -> Result<()> {
-    for (partition, idx) in by_partition(rows, time) {
+    for ((partition, class), idx) in by_partition(rows, time, class) {
         let sorted: Vec<&T> = idx.iter().map(|&i| &rows[i]).collect();
         let batch = build(&sorted)?;
         let leaves = leaf_hashes(&RowEncoder::new(table, &batch)?, batch.num_rows());
         out.push(Part {
             table,
             partition,
+            class,
             batch,
             leaves,
         });
@@ -171,12 +184,13 @@ fn prepare_table<T>(
     Ok(())
 }
 
-fn prepare(buf: &Buffer) -> Result<Vec<Part>> {
+fn prepare(buf: &Buffer, policy: &RetentionPolicy) -> Result<Vec<Part>> {
     let mut parts = Vec::new();
     prepare_table(
         TOOL_CALLS,
         &buf.tool_calls,
         |r| r.start_time_ns,
+        |r| policy.tool_call(r).clone(),
         arrow_schema::tool_calls_batch,
         &mut parts,
     )?;
@@ -184,6 +198,7 @@ fn prepare(buf: &Buffer) -> Result<Vec<Part>> {
         LLM_CALLS,
         &buf.llm_calls,
         |r| r.start_time_ns,
+        |r| policy.llm_call(r).clone(),
         arrow_schema::llm_calls_batch,
         &mut parts,
     )?;
@@ -228,6 +243,7 @@ fn seal(
             &ctx.layout.next_file_name(now_ms(), frames.0, frames.1),
             &part.batch,
             &part.leaves,
+            Some(&part.class),
             props,
         );
         match sealed {

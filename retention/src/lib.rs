@@ -3,6 +3,7 @@
 //! renamed into place and its directory fsynced, so a reader never sees a partial file.
 //!
 //! - [`config`]: the `[store]` configuration section;
+//! - [`policy`]: the `[retention]` policy: which class a record belongs to, and how long it is kept;
 //! - [`files`]: crash-safe file writes;
 //! - [`chain`]: the record chain, segments, checkpoints and keys (`docs/specs/chain.md`);
 //! - [`layout`]: where files go;
@@ -28,6 +29,7 @@ pub mod layout;
 pub mod merkle;
 pub mod note;
 pub mod parquet_file;
+pub mod policy;
 pub mod proof;
 pub mod sealed;
 pub mod tree;

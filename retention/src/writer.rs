@@ -25,6 +25,7 @@ use crate::files::ensure_dir;
 use crate::flush::{Buffer, FlushContext, flush};
 use crate::layout::Layout;
 use crate::note::SigningKey;
+use crate::policy::RetentionConfig;
 use crate::{Error, Result, StoreConfig};
 
 /// Records from one ingest request: one write-ahead-log frame.
@@ -135,15 +136,18 @@ pub struct StoreWriter {
 
 impl StoreWriter {
     /// Starts the writer over `layout`, creating the table directories, and opens (or
-    /// starts) the chain it extends, signing with `key`.
+    /// starts) the chain it extends, signing with `key`. Records are routed to segments by
+    /// their class under `retention`.
     pub fn spawn(
         config: StoreConfig,
         layout: Arc<Layout>,
         integrity: &IntegrityConfig,
         key: &SigningKey,
+        retention: &RetentionConfig,
     ) -> Result<Self> {
         config.validate()?;
         integrity.validate()?;
+        retention.validate()?;
         for table in [TOOL_CALLS, LLM_CALLS] {
             ensure_dir(&layout.table_dir(table))?;
         }
@@ -164,6 +168,7 @@ impl StoreWriter {
             stats: Arc::clone(&stats),
             flushed: flushed_tx,
             chain: Mutex::new(chain),
+            policy: retention.compile(),
         });
         let task = tokio::spawn(run(ctx, rx, shutdown_rx));
         Ok(Self {

@@ -7,10 +7,18 @@ use arrow::array::{Array, AsArray, TimestampNanosecondArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::*;
+use crate::policy::RetentionConfig;
 use crate::test_support::{T0, call, key};
 
 fn spawn(cfg: StoreConfig, layout: Arc<Layout>) -> StoreWriter {
-    StoreWriter::spawn(cfg, layout, &IntegrityConfig::default(), &key()).unwrap()
+    StoreWriter::spawn(
+        cfg,
+        layout,
+        &IntegrityConfig::default(),
+        &key(),
+        &RetentionConfig::default(),
+    )
+    .unwrap()
 }
 
 const HOUR_NS: i64 = 3_600_000_000_000;
@@ -193,6 +201,7 @@ async fn an_idle_writer_signs_heartbeat_checkpoints() {
         Arc::new(Layout::new(dir.path(), "t")),
         &integrity,
         &key,
+        &RetentionConfig::default(),
     )
     .unwrap();
     let mut rx = w.checkpoints();
@@ -227,6 +236,7 @@ async fn a_later_flush_waits_for_an_earlier_one_to_seal() {
         Arc::new(Layout::new(dir.path(), "t")),
         &IntegrityConfig::default(),
         &key,
+        &RetentionConfig::default(),
     )
     .unwrap();
     let mut flushed = w.flushed();
@@ -281,5 +291,50 @@ async fn a_later_flush_waits_for_an_earlier_one_to_seal() {
         first_seqs,
         vec![0, 1],
         "the blocked batch is seq 0, the later one seq 1"
+    );
+}
+
+#[tokio::test]
+async fn records_are_routed_to_segments_of_one_retention_class() {
+    let dir = tempfile::tempdir().unwrap();
+    let retention: RetentionConfig = toml::from_str(
+        "[[rules]]\nname = \"writes\"\nkeep_days = 2557\noperation_class = [\"write\", \"delete\"]\n[default]\nname = \"other\"\nkeep_days = 400\n",
+    )
+    .unwrap();
+    let w = StoreWriter::spawn(
+        StoreConfig::default(),
+        Arc::new(Layout::new(dir.path(), "t")),
+        &IntegrityConfig::default(),
+        &key(),
+        &retention,
+    )
+    .unwrap();
+    let mut rows: Vec<ToolCall> = (0..6).map(|i| call(i, T0 + i)).collect();
+    for r in rows.iter_mut().step_by(2) {
+        r.operation_class = calltrail_schemas::OperationClass::Delete;
+    }
+    w.handle()
+        .try_submit(WriteBatch {
+            wal_seq: 1,
+            tool_calls: rows,
+            llm_calls: vec![],
+        })
+        .unwrap();
+    w.shutdown().await;
+    let mut classes: Vec<(Option<String>, Option<u64>, u64)> = parquet_files(dir.path())
+        .iter()
+        .map(|f| {
+            let m = crate::chain::segment::read_footer(f).unwrap().unwrap();
+            (m.retention_class, m.keep_days, m.count)
+        })
+        .collect();
+    classes.sort();
+    assert_eq!(
+        classes,
+        vec![
+            (Some("other".into()), Some(400), 3),
+            (Some("writes".into()), Some(2557), 3)
+        ],
+        "one hour, two classes: two segments"
     );
 }

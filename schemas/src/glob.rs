@@ -1,15 +1,16 @@
 //! Glob matching with `*` (any run) and `?` (one byte), ASCII case-insensitive, used by the tool
 //! catalog and the service-account / client-id patterns.
 
-/// A compiled pattern.
+/// A compiled pattern: `*` any run, `?` one byte, ASCII case-insensitive.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Glob {
+pub struct Glob {
     pattern: Vec<u8>,
     source: String,
 }
 
 impl Glob {
-    pub(crate) fn new(pattern: &str) -> Self {
+    /// Compiles `pattern`.
+    pub fn new(pattern: &str) -> Self {
         Self {
             pattern: pattern.to_ascii_lowercase().into_bytes(),
             source: pattern.to_string(),
@@ -17,13 +18,13 @@ impl Glob {
     }
 
     /// The pattern as written in the configuration.
-    pub(crate) fn as_str(&self) -> &str {
+    pub fn as_str(&self) -> &str {
         &self.source
     }
 
     /// Iterative matcher with single-star backtracking: linear in practice, no recursion and no
     /// allocation (it runs for every record). Case folding is ASCII-only; `?` matches one byte.
-    pub(crate) fn matches(&self, text: &str) -> bool {
+    pub fn matches(&self, text: &str) -> bool {
         let t = text.as_bytes();
         let p = &self.pattern;
         let (mut ti, mut pi) = (0usize, 0usize);

@@ -10,6 +10,7 @@
 //! - [`outcome`]: ok / tool_error / protocol_error / denied from a span's error signals;
 //! - [`canonical`]: the canonical record encoding that record hashes cover (`docs/specs/chain.md`);
 //! - [`codec`]: the deterministic binary encoding of records that the write-ahead log stores;
+//! - [`glob`]: the `*`/`?` patterns configuration uses;
 //! - [`sensitive`]: what is kept of tool arguments and results.
 
 pub mod arrow_schema;
@@ -17,7 +18,7 @@ pub mod attribution;
 pub mod canonical;
 pub mod catalog;
 pub mod codec;
-mod glob;
+pub mod glob;
 pub mod mapping;
 pub mod otlp_value;
 pub mod outcome;

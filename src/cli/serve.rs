@@ -134,7 +134,13 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         &config.data_dir,
         &integrity.log_name,
     )?;
-    let writer = StoreWriter::spawn(config.store.clone(), layout, integrity, &key)?;
+    let writer = StoreWriter::spawn(
+        config.store.clone(),
+        layout,
+        integrity,
+        &key,
+        &config.retention,
+    )?;
     tracing::info!(chain_id = %writer.chain_id(), key = %key.verifier().to_text(),
         "Records are chained and checkpoints signed; verifiers pin this public key.");
     telemetry.observe_store(writer.handle().stats());

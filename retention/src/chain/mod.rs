@@ -28,6 +28,7 @@ use parquet::file::properties::WriterProperties;
 use crate::merkle::{self, Hash};
 use crate::note::SigningKey;
 use crate::parquet_file::write_atomic;
+use crate::policy::RetentionClass;
 use crate::tree::Frontier;
 use crate::{Error, Result};
 pub use checkpoint_log::{CheckpointFeed, CheckpointLog};
@@ -203,11 +204,13 @@ impl Chain {
         props: impl FnOnce(Vec<(String, String)>) -> Result<WriterProperties>,
     ) -> Result<(u64, SegmentMeta)> {
         let leaves = leaf_hashes(&RowEncoder::new(table, content)?, content.num_rows());
-        self.seal_hashed(table, dir, name, content, &leaves, props)
+        self.seal_hashed(table, dir, name, content, &leaves, None, props)
     }
 
     /// [`Chain::seal`] for a batch whose leaf hashes (one per row, from [`leaf_hashes`]) were
-    /// computed beforehand, off the serial path.
+    /// computed beforehand, off the serial path, and whose records all belong to `class`
+    /// (recorded with the segment, so it expires whole).
+    #[allow(clippy::too_many_arguments)] // the segment's parts; a struct would only rename them
     pub fn seal_hashed(
         &mut self,
         table: &str,
@@ -215,6 +218,7 @@ impl Chain {
         name: &str,
         content: &RecordBatch,
         leaves: &[Hash],
+        class: Option<&RetentionClass>,
         props: impl FnOnce(Vec<(String, String)>) -> Result<WriterProperties>,
     ) -> Result<(u64, SegmentMeta)> {
         let n = content.num_rows() as u64;
@@ -245,6 +249,8 @@ impl Chain {
             tree_root: frontier.root(),
             frontier: frontier.hashes().to_vec(),
             canonical_version: CANONICAL_VERSION,
+            retention_class: class.map(|c| c.name.clone()),
+            keep_days: class.map(|c| c.keep_days),
         };
         let after = ChainState {
             chain_id: self.state.chain_id.clone(),

@@ -49,7 +49,19 @@ pub struct SegmentMeta {
     pub frontier: Vec<Hash>,
     /// Version of the canonical record encoding the leaf hashes cover.
     pub canonical_version: u8,
+    /// The retention class of every record in the segment, when the writer had a policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_class: Option<String>,
+    /// The class's keep duration when the segment was written, in days: retention never
+    /// expires the segment earlier, whatever the policy says later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_days: Option<u64>,
 }
+
+/// Footer key of the retention class.
+pub const RETENTION_CLASS_KEY: &str = "calltrail.retention.class";
+/// Footer key of the class's keep duration in days.
+pub const KEEP_DAYS_KEY: &str = "calltrail.retention.keep_days";
 
 impl SegmentMeta {
     /// The footer key-value pairs (all but `file`).
@@ -74,6 +86,16 @@ impl SegmentMeta {
             CANONICAL_VERSION_KEY.to_owned(),
             self.canonical_version.to_string(),
         )])
+        .chain(
+            self.retention_class
+                .iter()
+                .map(|c| (RETENTION_CLASS_KEY.to_owned(), c.clone())),
+        )
+        .chain(
+            self.keep_days
+                .iter()
+                .map(|d| (KEEP_DAYS_KEY.to_owned(), d.to_string())),
+        )
         .collect()
     }
 
@@ -122,6 +144,8 @@ impl SegmentMeta {
             tree_root: hash("tree_root")?,
             frontier,
             canonical_version,
+            retention_class: kv.get(RETENTION_CLASS_KEY).cloned(),
+            keep_days: kv.get(KEEP_DAYS_KEY).and_then(|d| d.parse().ok()),
         }))
     }
 }
@@ -228,6 +252,8 @@ mod tests {
             tree_root: [4; 32],
             frontier: vec![[5; 32], [6; 32]],
             canonical_version: 1,
+            retention_class: Some("reads".into()),
+            keep_days: Some(396),
         }
     }
 

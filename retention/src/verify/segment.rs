@@ -492,6 +492,8 @@ mod tests {
             tree_root: merkle::root(&leaves),
             frontier: Vec::new(),
             canonical_version: 1,
+            retention_class: None,
+            keep_days: None,
         };
         (meta, rows)
     }
