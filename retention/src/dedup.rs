@@ -77,27 +77,43 @@ pub fn recent_event_ids(root: &Path, table: &str, max: usize) -> Result<Vec<Stri
     }
     let mut ids = Vec::with_capacity(rows.min(max));
     for (_, builder) in files.into_iter().rev() {
-        let descr = builder.metadata().file_metadata().schema_descr_ptr();
-        let Some(leaf) = descr.columns().iter().position(|c| c.name() == "event_id") else {
-            continue;
-        };
-        let reader = builder
-            .with_projection(ProjectionMask::leaves(&descr, [leaf]))
-            .build()?;
-        for batch in reader {
-            let batch = batch?;
-            if let Some(col) = batch.column(0).as_string_opt::<i32>() {
-                ids.extend(
-                    (0..col.len())
-                        .filter(|&i| col.is_valid(i))
-                        .map(|i| col.value(i).to_owned()),
-                );
-            }
-        }
+        read_event_ids(builder, &mut ids)?;
     }
     let skip = ids.len().saturating_sub(max);
     ids.drain(..skip);
     Ok(ids)
+}
+
+/// The event ids of the Parquet file at `path`, in row order.
+pub(crate) fn event_ids(path: &Path) -> Result<Vec<String>> {
+    let f = File::open(path).map_err(io_err("open", path))?;
+    let mut ids = Vec::new();
+    read_event_ids(ParquetRecordBatchReaderBuilder::try_new(f)?, &mut ids)?;
+    Ok(ids)
+}
+
+fn read_event_ids(
+    builder: ParquetRecordBatchReaderBuilder<File>,
+    ids: &mut Vec<String>,
+) -> Result<()> {
+    let descr = builder.metadata().file_metadata().schema_descr_ptr();
+    let Some(leaf) = descr.columns().iter().position(|c| c.name() == "event_id") else {
+        return Ok(());
+    };
+    let reader = builder
+        .with_projection(ProjectionMask::leaves(&descr, [leaf]))
+        .build()?;
+    for batch in reader {
+        let batch = batch?;
+        if let Some(col) = batch.column(0).as_string_opt::<i32>() {
+            ids.extend(
+                (0..col.len())
+                    .filter(|&i| col.is_valid(i))
+                    .map(|i| col.value(i).to_owned()),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The entries of `dir`, names descending; none when it does not exist.

@@ -1,23 +1,28 @@
 //! Which replayed write-ahead-log records already reached sealed Parquet files.
 //!
 //! The writer consumes frames in order and flushes contiguous frame ranges; every file it seals
-//! names its range (`Layout::next_file_name`). A file of table T, partition P and range
-//! `first..=last` holds every record of those frames that belongs to T and P. So after a crash
+//! names its range (`Layout::next_file_name`). One flush may seal several files of one table and
+//! partition (one per retention class), and a crash can fall between them. So after a crash
 //! between sealing files and persisting the checkpoint, a replayed record of frame `s` is
-//! already stored exactly when its table and partition hold a file whose range contains `s`.
+//! already stored exactly when a file of its table and partition whose range contains `s` holds
+//! its event id. Only the few files covering replayed frames are read, and only their
+//! `event_id` column.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
+use crate::dedup::event_ids;
 use crate::layout::{Partition, parse_wal_range};
 use crate::{Result, io_err};
 
-/// Frame ranges of the sealed files of each (table, partition), read on first use.
+/// Frame ranges of the sealed files of each (table, partition), read on first use, and the
+/// event ids of the files that cover a replayed frame.
 #[derive(Debug)]
 pub struct SealedIndex {
     root: PathBuf,
     after: u64,
-    ranges: HashMap<(String, Partition), Vec<(u64, u64)>>,
+    ranges: HashMap<(String, Partition), Vec<(u64, u64, PathBuf)>>,
+    ids: HashMap<PathBuf, HashSet<String>>,
 }
 
 impl SealedIndex {
@@ -28,12 +33,19 @@ impl SealedIndex {
             root: root.into(),
             after,
             ranges: HashMap::new(),
+            ids: HashMap::new(),
         }
     }
 
-    /// True when the record of frame `seq` in `table` and partition `p` is already in a sealed
-    /// file.
-    pub fn contains(&mut self, table: &str, p: Partition, seq: u64) -> Result<bool> {
+    /// True when the record `event_id` of frame `seq` in `table` and partition `p` is already
+    /// in a sealed file.
+    pub fn contains(
+        &mut self,
+        table: &str,
+        p: Partition,
+        seq: u64,
+        event_id: &str,
+    ) -> Result<bool> {
         if seq <= self.after {
             return Ok(true);
         }
@@ -42,13 +54,33 @@ impl SealedIndex {
             let ranges = self.scan(table, p)?;
             self.ranges.insert(key.clone(), ranges);
         }
-        Ok(self
+        let covering: Vec<PathBuf> = self
             .ranges
             .get(&key)
-            .is_some_and(|r| r.iter().any(|&(a, b)| (a..=b).contains(&seq))))
+            .map(|r| {
+                r.iter()
+                    .filter(|(a, b, _)| (*a..=*b).contains(&seq))
+                    .map(|(_, _, f)| f.clone())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for file in covering {
+            if !self.ids.contains_key(&file) {
+                let ids = event_ids(&file)?.into_iter().collect();
+                self.ids.insert(file.clone(), ids);
+            }
+            if self
+                .ids
+                .get(&file)
+                .is_some_and(|ids| ids.contains(event_id))
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
-    fn scan(&self, table: &str, p: Partition) -> Result<Vec<(u64, u64)>> {
+    fn scan(&self, table: &str, p: Partition) -> Result<Vec<(u64, u64, PathBuf)>> {
         let dir = self.root.join(table).join(p.path());
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
@@ -61,7 +93,7 @@ impl SealedIndex {
             if let Some((a, b)) = entry.file_name().to_str().and_then(parse_wal_range)
                 && b > self.after
             {
-                out.push((a, b));
+                out.push((a, b, entry.path()));
             }
         }
         Ok(out)
@@ -71,38 +103,44 @@ impl SealedIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Layout;
+    use crate::test_support::{T0, key, seal};
 
     #[test]
-    fn finds_records_of_sealed_ranges_only_in_their_partition() {
+    fn finds_records_of_sealed_ranges_by_event_id_in_their_partition() {
         let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path(), "w");
-        let p = Partition::of(0);
-        let q = Partition::of(3_600_000_000_000);
-        let pdir = layout.partition_dir("tool_calls", p);
-        std::fs::create_dir_all(&pdir).unwrap();
-        std::fs::write(pdir.join(layout.next_file_name(1, 5, 8)), b"").unwrap();
-        std::fs::write(
-            pdir.join(".0000000000001-w-000009-000000000009-000000000012.parquet.tmp"),
-            b"",
-        )
-        .unwrap();
+        let (feed, _) = tokio::sync::watch::channel(None);
+        let mut chain = crate::chain::Chain::open(dir.path(), &key(), "t", feed).unwrap();
+        // Frame 5 sealed with records e5, e6, e7 (a file named for frames 5..=5).
+        let file = seal(&mut chain, dir.path(), 5, 3);
+        let tmp =
+            file.with_file_name(".0000000000001-w-000009-000000000009-000000000012.parquet.tmp");
+        std::fs::write(&tmp, b"").unwrap();
+        let (p, q) = (Partition::of(T0), Partition::of(T0 + 3_600_000_000_000));
         let mut idx = SealedIndex::new(dir.path(), 3);
         assert!(
-            idx.contains("tool_calls", p, 2).unwrap(),
+            idx.contains("tool_calls", p, 2, "any").unwrap(),
             "before the checkpoint"
         );
-        assert!(!idx.contains("tool_calls", p, 4).unwrap());
-        assert!(idx.contains("tool_calls", p, 5).unwrap());
-        assert!(idx.contains("tool_calls", p, 8).unwrap());
         assert!(
-            !idx.contains("tool_calls", p, 9).unwrap(),
+            !idx.contains("tool_calls", p, 4, "e6").unwrap(),
+            "a frame no file covers"
+        );
+        assert!(idx.contains("tool_calls", p, 5, "e6").unwrap());
+        assert!(
+            !idx.contains("tool_calls", p, 5, "e99").unwrap(),
+            "a record of the frame the file does not hold (another retention class) is not sealed"
+        );
+        assert!(
+            !idx.contains("tool_calls", p, 9, "e9").unwrap(),
             "temp files are not sealed"
         );
         assert!(
-            !idx.contains("tool_calls", q, 6).unwrap(),
+            !idx.contains("tool_calls", q, 5, "e6").unwrap(),
             "another partition"
         );
-        assert!(!idx.contains("llm_calls", p, 6).unwrap(), "another table");
+        assert!(
+            !idx.contains("llm_calls", p, 5, "e6").unwrap(),
+            "another table"
+        );
     }
 }

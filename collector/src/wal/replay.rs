@@ -29,10 +29,11 @@ pub fn recover_into(
         let index = sealed.get_or_insert_with(|| SealedIndex::new(data_dir, 0));
         let before = tool_calls.len() + llm_calls.len();
         let mut err = None;
-        let mut keep = |table: &str, start_ns: i64| match index.contains(
+        let mut keep = |table: &str, start_ns: i64, event_id: &str| match index.contains(
             table,
             Partition::of(start_ns),
             seq,
+            event_id,
         ) {
             Ok(stored) => !stored,
             Err(e) => {
@@ -40,8 +41,8 @@ pub fn recover_into(
                 true
             }
         };
-        tool_calls.retain(|r| keep(TOOL_CALLS, r.start_time_ns));
-        llm_calls.retain(|r| keep(LLM_CALLS, r.start_time_ns));
+        tool_calls.retain(|r| keep(TOOL_CALLS, r.start_time_ns, &r.event_id));
+        llm_calls.retain(|r| keep(LLM_CALLS, r.start_time_ns, &r.event_id));
         if let Some(e) = err {
             return Err(format!("cannot list sealed files: {e}"));
         }
