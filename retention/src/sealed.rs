@@ -15,13 +15,16 @@ use crate::dedup::event_ids;
 use crate::layout::{Partition, parse_wal_range};
 use crate::{Result, io_err};
 
+/// A sealed file and the frame range its name gives.
+type Sealed = (u64, u64, PathBuf);
+
 /// Frame ranges of the sealed files of each (table, partition), read on first use, and the
 /// event ids of the files that cover a replayed frame.
 #[derive(Debug)]
 pub struct SealedIndex {
     root: PathBuf,
     after: u64,
-    ranges: HashMap<(String, Partition), Vec<(u64, u64, PathBuf)>>,
+    ranges: HashMap<(String, Partition), Vec<Sealed>>,
     ids: HashMap<PathBuf, HashSet<String>>,
 }
 
@@ -80,7 +83,7 @@ impl SealedIndex {
         Ok(false)
     }
 
-    fn scan(&self, table: &str, p: Partition) -> Result<Vec<(u64, u64, PathBuf)>> {
+    fn scan(&self, table: &str, p: Partition) -> Result<Vec<Sealed>> {
         let dir = self.root.join(table).join(p.path());
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
