@@ -85,8 +85,10 @@ pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
 
 /// Verifies the store at `root`.
 pub fn verify(root: &Path, options: &VerifyOptions, progress: Progress<'_>) -> Result<Report> {
-    let listed = discover::segments(root)?;
+    // Checkpoints first: a checkpoint is signed only after its segments are in place, so every
+    // segment a checkpoint read here covers is listed below, even while a server keeps writing.
     let notes = discover::checkpoints(root)?;
+    let listed = discover::segments(root)?;
     let trusted = options
         .trusted
         .as_ref()
