@@ -113,25 +113,26 @@ impl Column {
         }
     }
 
-    fn encode(&self, row: usize, out: &mut Vec<u8>) {
+    /// The type tag every value of this column starts with.
+    fn tag(&self) -> u8 {
         match self {
-            Column::Bool(a) => out.extend([TAG_BOOL, u8::from(a.value(row))]),
-            Column::Int(a) => {
-                out.push(TAG_INT);
-                out.extend(a.value(row).to_be_bytes());
-            }
-            Column::Float(a) => {
-                out.push(TAG_FLOAT);
-                out.extend(canonical_f64(a.value(row)).to_be_bytes());
-            }
-            Column::Timestamp(a) => {
-                out.push(TAG_TIMESTAMP);
-                out.extend(a.value(row).to_be_bytes());
-            }
-            Column::Str(a) => {
-                out.push(TAG_STRING);
-                put_str(out, a.value(row));
-            }
+            Column::Bool(_) => TAG_BOOL,
+            Column::Int(_) => TAG_INT,
+            Column::Float(_) => TAG_FLOAT,
+            Column::Timestamp(_) => TAG_TIMESTAMP,
+            Column::Str(_) => TAG_STRING,
+            Column::Map(_) => TAG_MAP,
+        }
+    }
+
+    /// The value after its tag.
+    fn encode_value(&self, row: usize, out: &mut Vec<u8>) {
+        match self {
+            Column::Bool(a) => out.push(u8::from(a.value(row))),
+            Column::Int(a) => out.extend(a.value(row).to_be_bytes()),
+            Column::Float(a) => out.extend(canonical_f64(a.value(row)).to_be_bytes()),
+            Column::Timestamp(a) => out.extend(a.value(row).to_be_bytes()),
+            Column::Str(a) => put_str(out, a.value(row)),
             Column::Map(a) => encode_map(a, row, out),
         }
     }
@@ -171,7 +172,6 @@ fn encode_map(map: &MapArray, row: usize, out: &mut Vec<u8>) {
     if !entries.is_sorted() {
         entries.sort_unstable();
     }
-    out.push(TAG_MAP);
     put_len(out, entries.len());
     for (k, v) in entries {
         put_str(out, k);
@@ -190,7 +190,8 @@ fn encode_map(map: &MapArray, row: usize, out: &mut Vec<u8>) {
 pub struct RowEncoder {
     /// `MAGIC` and the table name, encoded once.
     head: Vec<u8>,
-    /// Content columns, ascending by name (bytewise), each with its encoded name.
+    /// Content columns, ascending by name (bytewise), each with its encoded name and type tag:
+    /// one copy per field instead of two.
     columns: Vec<(Vec<u8>, Column)>,
 }
 
@@ -216,7 +217,14 @@ impl RowEncoder {
         head.extend(encoded(table));
         Ok(Self {
             head,
-            columns: columns.into_iter().map(|(n, c)| (encoded(&n), c)).collect(),
+            columns: columns
+                .into_iter()
+                .map(|(n, c)| {
+                    let mut prefix = encoded(&n);
+                    prefix.push(c.tag());
+                    (prefix, c)
+                })
+                .collect(),
         })
     }
 
@@ -226,12 +234,12 @@ impl RowEncoder {
         let count_at = out.len();
         out.extend([0; 4]);
         let mut count = 0u32;
-        for (name, column) in &self.columns {
+        for (prefix, column) in &self.columns {
             if column.is_null(row) {
                 continue;
             }
-            out.extend_from_slice(name);
-            column.encode(row, out);
+            out.extend_from_slice(prefix);
+            column.encode_value(row, out);
             count += 1;
         }
         out[count_at..count_at + 4].copy_from_slice(&count.to_be_bytes());
