@@ -58,7 +58,7 @@ pub(crate) struct FlushContext {
     pub(crate) policy: RetentionPolicy,
 }
 
-/// One future segment: a table's records of one hour, built and hashed.
+/// One future segment: a table's records of one hour and one retention class, built and hashed.
 struct Part {
     table: &'static str,
     partition: Partition,
