@@ -98,17 +98,7 @@ pub fn with_chain(batch: &RecordBatch, chain: ChainColumns<'_>) -> Result<Record
             chain.chain_hashes.len()
         )));
     }
-    let content = batch.schema();
-    let mut fields: Vec<Field> = content
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
-    fields.extend(chain_fields());
-    let schema = Arc::new(Schema::new_with_metadata(
-        fields,
-        content.metadata().clone(),
-    ));
+    let schema = stored(&batch.schema());
     let hashes = |h: &[[u8; 32]]| {
         FixedSizeBinaryArray::try_from_iter(h.iter()).map(|a| Arc::new(a) as ArrayRef)
     };
