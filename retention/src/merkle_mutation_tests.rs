@@ -12,16 +12,13 @@
 //! verifier derived from the recursive definitions of RFC 9162 §2.1.3.1 and §2.1.4.1 rather than
 //! from the bit walk of §2.1.3.2 and §2.1.4.2, which must agree with ours on every probe.
 
-use super::tests::{CT_CONSISTENCY, CT_INCLUSION, CT_ROOTS, ct_leaves, ct_proof, unhex};
+use super::tests::{CT_CONSISTENCY, CT_INCLUSION, CT_ROOTS, ct_leaves, ct_proof};
 use super::*;
+use crate::test_support::{leaves, unhex};
 use std::slice::Iter;
 
 /// transparency-dev's `sha256SomeHash`: garbage of the right length.
 const SOME: &str = "abacaba000000000000000000000000000000000000000000060061e00123456";
-
-fn leaves(n: u64) -> Vec<Hash> {
-    (0..n).map(|i| leaf_hash(&i.to_be_bytes())).collect()
-}
 
 fn some() -> Hash {
     unhex(SOME)

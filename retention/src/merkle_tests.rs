@@ -4,24 +4,7 @@
 //! ÷2, a wrong leaf or head) fails. `merkle_mutation_tests.rs` tampers far more thoroughly.
 
 use super::*;
-
-fn leaves(n: usize) -> Vec<Hash> {
-    (0..n)
-        .map(|i| leaf_hash(format!("record {i}").as_bytes()))
-        .collect()
-}
-
-fn hex(h: &Hash) -> String {
-    h.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-pub(super) fn unhex(s: &str) -> Hash {
-    let mut h = [0u8; 32];
-    for (i, b) in h.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
-    }
-    h
-}
+use crate::test_support::{leaves, unhex};
 
 // The certificate-transparency RFC 6962 test vectors, as published in transparency-dev/merkle
 // (`testonly/constants.go`: LeafInputs, RootHashes; `proof/verify_test.go`: the known proofs,
@@ -145,7 +128,7 @@ pub(super) fn ct_proof(hexes: &[&str]) -> Vec<Hash> {
 fn certificate_transparency_known_heads() {
     let l = ct_leaves();
     for (size, want) in CT_ROOTS.iter().enumerate() {
-        assert_eq!(hex(&root(&l[..size])), *want, "size {size}");
+        assert_eq!(hex::encode(root(&l[..size])), *want, "size {size}");
     }
 }
 
@@ -183,12 +166,12 @@ fn certificate_transparency_known_consistency_proofs() {
 #[test]
 fn known_heads() {
     assert_eq!(
-        hex(&root(&[])),
+        hex::encode(root(&[])),
         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         "the empty tree is SHA-256 of nothing"
     );
     assert_eq!(
-        hex(&leaf_hash(b"")),
+        hex::encode(leaf_hash(b"")),
         "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
         "SHA-256 of the single byte 0x00"
     );
@@ -207,7 +190,7 @@ fn known_heads() {
 #[test]
 fn every_inclusion_proof_verifies_and_every_tampering_fails() {
     for n in 1..=40usize {
-        let l = leaves(n);
+        let l = leaves(n as u64);
         let head = root(&l);
         for i in 0..n {
             let proof = inclusion_proof(i, &l).unwrap();
@@ -257,7 +240,7 @@ fn every_inclusion_proof_verifies_and_every_tampering_fails() {
 #[test]
 fn every_consistency_proof_verifies_and_every_tampering_fails() {
     for n in 1..=33usize {
-        let l = leaves(n);
+        let l = leaves(n as u64);
         let head = root(&l);
         for m in 0..=n {
             let old = root(&l[..m]);

@@ -113,3 +113,40 @@ pub(crate) fn store(root: &Path, sizes: &[usize]) -> (SigningKey, Vec<std::path:
         .collect();
     (key, files)
 }
+
+/// splitmix64: a tiny deterministic generator, so a failing case replays from its seed.
+pub(crate) struct Rng(pub(crate) u64);
+
+impl Rng {
+    pub(crate) fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform enough in `0..n`.
+    pub(crate) fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// Uniform enough in `lo..=hi`.
+    pub(crate) fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next() % (hi - lo + 1)
+    }
+}
+
+/// `n` distinct leaf hashes.
+pub(crate) fn leaves(n: u64) -> Vec<crate::merkle::Hash> {
+    (0..n)
+        .map(|i| crate::merkle::leaf_hash(&i.to_be_bytes()))
+        .collect()
+}
+
+/// A hash from its 64 hex digits.
+pub(crate) fn unhex(s: &str) -> crate::merkle::Hash {
+    let mut h = [0u8; 32];
+    hex::decode_to_slice(s, &mut h).unwrap();
+    h
+}

@@ -5,36 +5,7 @@ use super::*;
 use crate::merkle::{
     consistency_proof, inclusion_proof, leaf_hash, root, verify_consistency, verify_inclusion,
 };
-
-fn leaves(n: u64) -> Vec<Hash> {
-    (0..n).map(|i| leaf_hash(&i.to_be_bytes())).collect()
-}
-
-/// splitmix64: a tiny deterministic generator, so a failure is reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform enough in `lo..=hi` for picking test sizes.
-    fn range(&mut self, lo: u64, hi: u64) -> u64 {
-        lo + self.next() % (hi - lo + 1)
-    }
-}
-
-fn unhex(s: &str) -> Hash {
-    let mut h = [0u8; 32];
-    for (i, b) in h.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
-    }
-    h
-}
+use crate::test_support::{Rng, leaves, unhex};
 
 /// The pieces a frontier of `size` should hold, from the slice functions: the perfect subtrees
 /// of the set bits of `size`, largest first.

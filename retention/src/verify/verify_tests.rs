@@ -19,24 +19,7 @@ use crate::chain::head::Head;
 use crate::chain::segment::manifest_path;
 use crate::checkpoint::SignedCheckpoint;
 use crate::note::SigningKey;
-use crate::test_support::store;
-
-/// splitmix64: deterministic, so a failing case can be replayed from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+use crate::test_support::{Rng, store};
 
 fn options(key: &SigningKey, trusted: Option<String>) -> VerifyOptions {
     VerifyOptions {
