@@ -5,6 +5,7 @@
 //! - [`config`]: the `[store]` configuration section;
 //! - [`policy`]: the `[retention]` policy: which class a record belongs to, and how long it is kept;
 //! - [`files`]: crash-safe file writes;
+//! - `hash_hex`: hashes as hex text in the store's JSON and footers;
 //! - [`chain`]: the record chain, segments, checkpoints and keys (`docs/specs/chain.md`);
 //! - [`layout`]: where files go;
 //! - [`parquet_file`]: one atomic Parquet file write;
@@ -25,6 +26,7 @@ pub mod config;
 pub mod dedup;
 pub mod files;
 mod flush;
+mod hash_hex;
 pub mod layout;
 pub mod merkle;
 pub mod note;

@@ -253,12 +253,9 @@ pub fn verify_proof(json: &str, pubkey: &VerifierKey) -> Result<ProofCheck> {
     let path = p
         .audit_path
         .iter()
-        .map(|h| {
-            let mut out = [0u8; 32];
-            hex::decode_to_slice(h, &mut out).map(|()| out)
-        })
-        .collect::<Result<Vec<Hash>, _>>()
-        .map_err(|_| fail("the audit path holds something that is not a hash"))?;
+        .map(|h| crate::hash_hex::parse(h))
+        .collect::<Option<Vec<Hash>>>()
+        .ok_or_else(|| fail("the audit path holds something that is not a hash"))?;
     merkle::verify_inclusion(p.seq, p.tree_size, &leaf, &path, &cp.root).map_err(|e| {
         fail(format!(
             "the audit path does not lead to the signed head: {e}"

@@ -48,8 +48,10 @@ pub struct Head {
 struct StateJson {
     chain_id: String,
     next_seq: u64,
-    last_hash: String,
-    frontier: Vec<String>,
+    #[serde(with = "crate::hash_hex::one")]
+    last_hash: Hash,
+    #[serde(with = "crate::hash_hex::list")]
+    frontier: Vec<Hash>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -72,26 +74,17 @@ impl StateJson {
         Self {
             chain_id: s.chain_id.clone(),
             next_seq: s.next_seq,
-            last_hash: hex::encode(s.last_hash),
-            frontier: s.frontier.hashes().iter().map(hex::encode).collect(),
+            last_hash: s.last_hash,
+            frontier: s.frontier.hashes().to_vec(),
         }
     }
 
     fn parse(self) -> Option<ChainState> {
-        let hash = |s: &str| {
-            let mut h = [0u8; 32];
-            hex::decode_to_slice(s, &mut h).ok().map(|()| h)
-        };
-        let hashes = self
-            .frontier
-            .iter()
-            .map(|s| hash(s))
-            .collect::<Option<Vec<_>>>()?;
         Some(ChainState {
             chain_id: self.chain_id,
             next_seq: self.next_seq,
-            last_hash: hash(&self.last_hash)?,
-            frontier: Frontier::from_parts(self.next_seq, hashes).ok()?,
+            last_hash: self.last_hash,
+            frontier: Frontier::from_parts(self.next_seq, self.frontier).ok()?,
         })
     }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::hash_hex;
 use crate::merkle::Hash;
 
 /// Footer key prefix of the chain metadata.
@@ -31,21 +32,21 @@ pub struct SegmentMeta {
     /// Number of rows: `last_seq - first_seq + 1`.
     pub count: u64,
     /// `chain_hash[first_seq - 1]`: the previous segment's last hash, or the genesis value.
-    #[serde(with = "hex_hash")]
+    #[serde(with = "crate::hash_hex::one")]
     pub prev_hash: Hash,
     /// `chain_hash[last_seq]`.
-    #[serde(with = "hex_hash")]
+    #[serde(with = "crate::hash_hex::one")]
     pub last_hash: Hash,
     /// RFC 6962 head of this segment's leaf hashes.
-    #[serde(with = "hex_hash")]
+    #[serde(with = "crate::hash_hex::one")]
     pub segment_root: Hash,
     /// Size of the chain's tree once this segment is in it: `last_seq + 1`.
     pub tree_size: u64,
     /// Head of the chain's tree at `tree_size`.
-    #[serde(with = "hex_hash")]
+    #[serde(with = "crate::hash_hex::one")]
     pub tree_root: Hash,
     /// Compact range of `[0, tree_size)`, largest subtree first.
-    #[serde(with = "hex_hashes")]
+    #[serde(with = "crate::hash_hex::list")]
     pub frontier: Vec<Hash>,
     /// Version of the canonical record encoding the leaf hashes cover.
     pub canonical_version: u8,
@@ -115,14 +116,14 @@ impl SegmentMeta {
                 .map_err(|_| format!("{PREFIX}{k} is not a number"))
         };
         let hash =
-            |k: &str| parse_hash(get(k)?).ok_or_else(|| format!("{PREFIX}{k} is not a hash"));
+            |k: &str| hash_hex::parse(get(k)?).ok_or_else(|| format!("{PREFIX}{k} is not a hash"));
         let frontier = get("frontier")?;
         let frontier = if frontier.is_empty() {
             Vec::new()
         } else {
             frontier
                 .split(',')
-                .map(parse_hash)
+                .map(hash_hex::parse)
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| format!("{PREFIX}frontier is not a list of hashes"))?
         };
@@ -191,46 +192,6 @@ pub fn manifest_path(parquet: &Path) -> PathBuf {
         .map(|s| s.to_string_lossy())
         .unwrap_or_default();
     parquet.with_file_name(format!("_{stem}.manifest.json"))
-}
-
-fn parse_hash(s: &str) -> Option<Hash> {
-    let mut h = [0u8; 32];
-    hex::decode_to_slice(s, &mut h).ok()?;
-    Some(h)
-}
-
-mod hex_hash {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    use crate::merkle::Hash;
-
-    pub(super) fn serialize<S: Serializer>(h: &Hash, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&hex::encode(h))
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Hash, D::Error> {
-        let s = String::deserialize(d)?;
-        super::parse_hash(&s).ok_or_else(|| serde::de::Error::custom("not a 64-digit hex hash"))
-    }
-}
-
-mod hex_hashes {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    use crate::merkle::Hash;
-
-    pub(super) fn serialize<S: Serializer>(h: &[Hash], s: S) -> Result<S::Ok, S::Error> {
-        let v: Vec<String> = h.iter().map(hex::encode).collect();
-        v.serialize(s)
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Hash>, D::Error> {
-        Vec::<String>::deserialize(d)?
-            .iter()
-            .map(|s| super::parse_hash(s))
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| serde::de::Error::custom("not a list of 64-digit hex hashes"))
-    }
 }
 
 #[cfg(test)]
