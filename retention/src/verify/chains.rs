@@ -37,12 +37,12 @@ fn finding(
     }
 }
 
-/// Checks `files` on `threads` threads and hands the outcomes to `consume` in the order of
-/// `files`, while the threads go on with the next ones. At most `window` outcomes wait, so
-/// memory stays bounded however large the store.
+/// Checks the segments `files` on `threads` threads and hands the outcomes to `consume` in the
+/// order of `files`, while the threads go on with the next ones. At most `window` outcomes
+/// wait, so memory stays bounded however large the store.
 fn check_in_order(
     root: &Path,
-    files: &[PathBuf],
+    files: &[&Listed],
     threads: usize,
     window: usize,
     mut consume: impl FnMut(SegmentOutcome),
@@ -245,12 +245,8 @@ pub(super) fn verify_all(
             None => orphans.push(l),
         }
     }
-    let files: Vec<PathBuf> = orphans
-        .iter()
-        .filter(|l| included(l))
-        .map(|l| l.file.clone())
-        .collect();
-    check_in_order(root, &files, options.threads, window, |o| {
+    let unchained: Vec<&Listed> = orphans.iter().filter(|l| included(l)).collect();
+    check_in_order(root, &unchained, options.threads, window, |o| {
         report.segments += 1;
         report.findings.extend(o.findings);
     });
@@ -335,8 +331,7 @@ pub(super) fn verify_all(
             }
         }
         let chosen: Vec<&Listed> = segs.iter().filter(|l| included(l)).collect();
-        let files: Vec<PathBuf> = chosen.iter().map(|l| l.file.clone()).collect();
-        check_in_order(root, &files, options.threads, window, |o| {
+        check_in_order(root, &chosen, options.threads, window, |o| {
             summary.segments += 1;
             summary.records += o.rows;
             done += o.rows;

@@ -18,6 +18,8 @@ pub(crate) struct Listed {
     pub hour_ns: Option<i64>,
     /// `None` when neither manifest nor footer can be read.
     pub meta: Option<SegmentMeta>,
+    /// The sidecar manifest alone, when it can be read.
+    pub manifest: Option<SegmentMeta>,
 }
 
 fn hour_of(file: &Path) -> Option<i64> {
@@ -69,15 +71,18 @@ pub(crate) fn segments(root: &Path) -> Result<Vec<Listed>> {
     Ok(paths
         .into_iter()
         .map(|path| {
-            let meta = std::fs::read(manifest_path(&path))
+            let manifest = std::fs::read(manifest_path(&path))
                 .ok()
-                .and_then(|b| serde_json::from_slice::<SegmentMeta>(&b).ok())
+                .and_then(|b| serde_json::from_slice::<SegmentMeta>(&b).ok());
+            let meta = manifest
+                .clone()
                 .or_else(|| read_footer(&path).ok().flatten());
             let file = path.strip_prefix(root).unwrap_or(&path).to_owned();
             Listed {
                 hour_ns: hour_of(&file),
                 file,
                 meta,
+                manifest,
             }
         })
         .collect())

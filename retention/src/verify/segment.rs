@@ -10,9 +10,10 @@ use arrow::datatypes::Int64Type;
 use calltrail_schemas::canonical::RowEncoder;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use super::discover::Listed;
 use super::finding::{Finding, FindingKind};
 use crate::chain::link::chain_hash;
-use crate::chain::segment::{SegmentMeta, footer_pairs, manifest_path};
+use crate::chain::segment::{SegmentMeta, footer_pairs};
 use crate::merkle::{self, Hash};
 
 /// Findings listed per kind and segment before the rest are summarised.
@@ -54,11 +55,6 @@ fn hash_at(col: Option<&arrow::array::FixedSizeBinaryArray>, i: usize) -> Option
     col.value(i).try_into().ok()
 }
 
-fn read_manifest(path: &Path) -> Option<SegmentMeta> {
-    let text = std::fs::read(manifest_path(path)).ok()?;
-    serde_json::from_slice(&text).ok()
-}
-
 /// Reads the rows and the footer pairs of a Parquet file.
 fn read(
     path: &Path,
@@ -76,10 +72,11 @@ fn read(
     Ok((batches, kv))
 }
 
-/// Checks the segment at `root/file`.
-pub(crate) fn check(root: &Path, file: &Path) -> SegmentOutcome {
+/// Checks the listed segment under `root` (its manifest was read when it was listed).
+pub(crate) fn check(root: &Path, listed: &Listed) -> SegmentOutcome {
+    let file = listed.file.as_path();
     let path = root.join(file);
-    let manifest = read_manifest(&path);
+    let manifest = listed.manifest.clone();
     let mut out = SegmentOutcome {
         file: file.to_owned(),
         meta: manifest.clone(),
