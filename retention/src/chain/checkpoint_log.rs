@@ -24,9 +24,20 @@ pub fn checkpoints_dir(root: &Path, chain_id: &str) -> PathBuf {
     root.join("checkpoints").join(chain_id)
 }
 
-/// The checkpoint notes stored in `dir`, oldest first. A torn last line (a crash while
-/// appending) is skipped.
-pub fn read_notes(dir: &Path) -> Result<Vec<String>> {
+/// One line of a chain's checkpoint log.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    /// The log file.
+    pub file: PathBuf,
+    /// 1-based line number.
+    pub line: usize,
+    /// The note the line holds, or the raw line when it is not a `{"note": ...}` entry.
+    pub entry: std::result::Result<String, String>,
+}
+
+/// Every line of the checkpoint logs in `dir`, oldest first, except an unterminated last line
+/// (a crash while appending leaves one; it is not evidence).
+pub fn read_log(dir: &Path) -> Result<Vec<LogLine>> {
     let mut files: Vec<PathBuf> = match fs::read_dir(dir) {
         Ok(entries) => entries
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -36,18 +47,36 @@ pub fn read_notes(dir: &Path) -> Result<Vec<String>> {
         Err(e) => return Err(io_err("list", dir)(e)),
     };
     files.sort();
-    let mut notes = Vec::new();
+    let mut out = Vec::new();
     for f in files {
         let text = fs::read_to_string(&f).map_err(io_err("read", &f))?;
-        for line in text.lines() {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
-                && let Some(note) = v.get("note").and_then(|n| n.as_str())
-            {
-                notes.push(note.to_owned());
-            }
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let note = serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .and_then(|v| v.get("note").and_then(|n| n.as_str()).map(str::to_owned));
+            let torn = i + 1 == lines.len() && !text.ends_with('\n');
+            let entry = match note {
+                Some(n) => Ok(n),
+                None if torn => continue,
+                None => Err((*line).to_owned()),
+            };
+            out.push(LogLine {
+                file: f.clone(),
+                line: i + 1,
+                entry,
+            });
         }
     }
-    Ok(notes)
+    Ok(out)
+}
+
+/// The checkpoint notes stored in `dir`, oldest first.
+pub fn read_notes(dir: &Path) -> Result<Vec<String>> {
+    Ok(read_log(dir)?
+        .into_iter()
+        .filter_map(|l| l.entry.ok())
+        .collect())
 }
 
 /// Signs a chain's checkpoints, never two inconsistent ones.

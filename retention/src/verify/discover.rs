@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use calltrail_schemas::arrow_schema::{LLM_CALLS, TOOL_CALLS};
 
+use crate::chain::checkpoint_log::read_log;
 use crate::chain::segment::{SegmentMeta, manifest_path, read_footer};
 use crate::{Result, io_err};
 
@@ -113,35 +114,14 @@ pub(crate) fn checkpoints(root: &Path) -> Result<HashMap<String, Vec<StoredNote>
         let Some(id) = dir.file_name().map(|n| n.to_string_lossy().into_owned()) else {
             continue;
         };
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .map_err(io_err("list", &dir))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-            .collect();
-        files.sort();
         let notes = out.entry(id).or_default();
-        for f in files {
-            let text = std::fs::read_to_string(&f).map_err(io_err("read", &f))?;
-            let rel = f.strip_prefix(root).unwrap_or(&f).to_owned();
-            let lines: Vec<&str> = text.lines().collect();
-            for (i, line) in lines.iter().enumerate() {
-                let parsed = serde_json::from_str::<serde_json::Value>(line)
-                    .ok()
-                    .and_then(|v| v.get("note").and_then(|n| n.as_str()).map(str::to_owned));
-                let torn = i + 1 == lines.len() && !text.ends_with('\n');
-                let note = match parsed {
-                    Some(n) => n,
-                    // A crash while appending leaves an unterminated last line: not evidence.
-                    None if torn => continue,
-                    // Any other line that is not a note entry is checked as a note.
-                    None => (*line).to_owned(),
-                };
-                notes.push(StoredNote {
-                    file: rel.clone(),
-                    line: i + 1,
-                    note,
-                });
-            }
+        for l in read_log(&dir)? {
+            notes.push(StoredNote {
+                file: l.file.strip_prefix(root).unwrap_or(&l.file).to_owned(),
+                line: l.line,
+                // A line that is not a note entry is still evidence: it is checked as a note.
+                note: l.entry.unwrap_or_else(|raw| raw),
+            });
         }
     }
     Ok(out)
