@@ -11,14 +11,22 @@ use crate::policy::RetentionConfig;
 use crate::test_support::{T0, call, key};
 
 fn spawn(cfg: StoreConfig, layout: Arc<Layout>) -> StoreWriter {
-    StoreWriter::spawn(
+    spawn_with(
         cfg,
         layout,
         &IntegrityConfig::default(),
-        &key(),
         &RetentionConfig::default(),
     )
-    .unwrap()
+}
+
+/// A writer signing with a fresh key.
+fn spawn_with(
+    cfg: StoreConfig,
+    layout: Arc<Layout>,
+    integrity: &IntegrityConfig,
+    retention: &RetentionConfig,
+) -> StoreWriter {
+    StoreWriter::spawn(cfg, layout, integrity, &key(), retention).unwrap()
 }
 
 const HOUR_NS: i64 = 3_600_000_000_000;
@@ -195,15 +203,12 @@ async fn an_idle_writer_signs_heartbeat_checkpoints() {
         heartbeat_secs: 1,
         ..Default::default()
     };
-    let key = key();
-    let w = StoreWriter::spawn(
+    let w = spawn_with(
         StoreConfig::default(),
         Arc::new(Layout::new(dir.path(), "t")),
         &integrity,
-        &key,
         &RetentionConfig::default(),
-    )
-    .unwrap();
+    );
     let mut rx = w.checkpoints();
     let first = rx.borrow_and_update().clone().unwrap();
     assert_eq!(
@@ -230,15 +235,7 @@ async fn a_later_flush_waits_for_an_earlier_one_to_seal() {
         flush_interval_ms: 20,
         ..Default::default()
     };
-    let key = key();
-    let w = StoreWriter::spawn(
-        cfg,
-        Arc::new(Layout::new(dir.path(), "t")),
-        &IntegrityConfig::default(),
-        &key,
-        &RetentionConfig::default(),
-    )
-    .unwrap();
+    let w = spawn(cfg, Arc::new(Layout::new(dir.path(), "t")));
     let mut flushed = w.flushed();
     // The first flush cannot create its partition directory; the second one could.
     let blocker = dir.path().join("tool_calls/date=2026-11-23");
@@ -301,14 +298,12 @@ async fn records_are_routed_to_segments_of_one_retention_class() {
         "[[rules]]\nname = \"writes\"\nkeep_days = 2557\noperation_class = [\"write\", \"delete\"]\n[default]\nname = \"other\"\nkeep_days = 400\n",
     )
     .unwrap();
-    let w = StoreWriter::spawn(
+    let w = spawn_with(
         StoreConfig::default(),
         Arc::new(Layout::new(dir.path(), "t")),
         &IntegrityConfig::default(),
-        &key(),
         &retention,
-    )
-    .unwrap();
+    );
     let mut rows: Vec<ToolCall> = (0..6).map(|i| call(i, T0 + i)).collect();
     for r in rows.iter_mut().step_by(2) {
         r.operation_class = calltrail_schemas::OperationClass::Delete;
