@@ -9,6 +9,7 @@ use std::sync::Arc;
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
 use calltrail_schemas::arrow_schema::{self, LLM_CALLS, TOOL_CALLS};
+use calltrail_schemas::audit::{AUDIT_EVENTS, audit_events_schema};
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -100,6 +101,7 @@ impl Engine {
             arrow_schema::tool_calls_schema(),
         )?;
         register_table(&ctx, data_dir, LLM_CALLS, arrow_schema::llm_calls_schema())?;
+        register_table(&ctx, data_dir, AUDIT_EVENTS, audit_events_schema())?;
         for (name, sql) in VIEWS {
             // Views are ours, so DDL is allowed here and only here.
             let df = ctx

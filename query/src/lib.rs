@@ -1,6 +1,6 @@
 //! Calltrail's read-only SQL over the Parquet store, on Apache DataFusion.
 //!
-//! - [`engine`]: a session with the tables (`tool_calls`, `llm_calls`) and views (`calls`)
+//! - [`engine`]: a session with the tables (`tool_calls`, `llm_calls`, `audit_events`) and views (`calls`)
 //!   registered over a data directory, and read-only query execution;
 //! - [`output`]: results as a text table, CSV or JSON.
 

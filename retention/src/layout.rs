@@ -86,6 +86,15 @@ impl Layout {
     }
 }
 
+impl Layout {
+    /// A new, unique file name for an audit event's segment: `<unix ms>-<writer id>-<n>-audit.parquet`
+    /// (audit events do not pass through the write-ahead log, so the name has no frame range).
+    pub fn next_audit_file_name(&self, now_ms: i64) -> String {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        format!("{now_ms:013}-{}-{n:06}-audit.parquet", self.writer_id)
+    }
+}
+
 /// The write-ahead-log frame range `(first, last)` in a file name made by
 /// [`Layout::next_file_name`]; `None` for other names.
 pub fn parse_wal_range(file_name: &str) -> Option<(u64, u64)> {
@@ -128,6 +137,7 @@ mod tests {
         assert_eq!(parse_wal_range("0000000000005-abcd-000001.parquet"), None);
         assert_eq!(parse_wal_range("x-9-3.parquet"), None, "first after last");
         assert_eq!(parse_wal_range("notes.txt"), None);
+        assert_eq!(parse_wal_range(&l.next_audit_file_name(5)), None);
         assert_eq!(
             l.partition_dir("tool_calls", Partition::of(0)),
             PathBuf::from("/d/tool_calls/date=1970-01-01/hour=00")

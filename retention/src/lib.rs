@@ -5,12 +5,16 @@
 //! - [`config`]: the `[store]` configuration section;
 //! - [`policy`]: the `[retention]` policy: which class a record belongs to, and how long it is kept;
 //! - [`files`]: crash-safe file writes;
+//! - [`audit`]: audit events (legal holds) sealed into the chain, and read back;
+//! - [`holds`]: legal holds: placed and released as audit events, matched against segments;
+//! - [`enforce`]: retention plans and their application, each deletion behind a signed receipt;
 //! - `hash_hex`: hashes as hex text in the store's JSON and footers;
 //! - [`chain`]: the record chain, segments, checkpoints and keys (`docs/specs/chain.md`);
 //! - [`layout`]: where files go;
 //! - [`parquet_file`]: one atomic Parquet file write;
 //! - [`writer`]: the background task that batches records by size or age and flushes them;
 //! - `flush`: one flush, prepared (batches, hashes) while the previous one seals;
+//! - [`discover`]: the segment files and checkpoint notes a store holds;
 //! - [`dedup`]: the window of recent event ids that drops exporter retries;
 //! - [`sealed`]: which replayed write-ahead-log records are already in sealed files;
 //! - [`merkle`]: RFC 6962 tree heads, inclusion and consistency proofs, and their verification;
@@ -19,12 +23,20 @@
 //! - [`checkpoint`]: C2SP tlog checkpoints (origin, tree size, root, timestamp), signed as notes;
 //! - [`verify`]: offline verification of a store, finding by attack class;
 //! - [`proof`]: inclusion proofs of one record, and their offline check.
+//! - [`receipt`]: signed deletion receipts, which let `verify` cross what retention deleted.
+//! - [`export`]: compliance export bundles (records, proofs, checkpoints, signed manifest) and
+//!   their offline check.
 
+pub mod audit;
 pub mod chain;
 pub mod checkpoint;
 pub mod config;
 pub mod dedup;
+pub mod discover;
+pub mod enforce;
+pub mod export;
 pub mod files;
+pub mod holds;
 mod flush;
 mod hash_hex;
 pub mod layout;
@@ -33,6 +45,7 @@ pub mod note;
 pub mod parquet_file;
 pub mod policy;
 pub mod proof;
+pub mod receipt;
 pub mod sealed;
 pub mod tree;
 pub mod verify;

@@ -65,7 +65,13 @@ pub fn writer_properties(
         .build())
 }
 
-/// Writes `batch` to `dir/name` atomically and returns the file's size in bytes.
+/// Mode 0444: what sealed files and their manifests get.
+pub fn read_only() -> fs::Permissions {
+    use std::os::unix::fs::PermissionsExt;
+    fs::Permissions::from_mode(0o444)
+}
+
+/// Writes `batch` to `dir/name` atomically, read-only, and returns the file's size in bytes.
 pub fn write_atomic(
     dir: &Path,
     name: &str,
@@ -80,6 +86,9 @@ pub fn write_atomic(
         let mut writer = ArrowWriter::try_new(file, Arc::clone(batch.schema_ref()), Some(props))?;
         writer.write(batch)?;
         let file = writer.into_inner()?;
+        // Sealed files are never written again: only retention deletes them, whole.
+        file.set_permissions(read_only())
+            .map_err(io_err("chmod", &tmp))?;
         file.sync_all().map_err(io_err("fsync", &tmp))?;
         let size = file.metadata().map_err(io_err("stat", &tmp))?.len();
         fs::rename(&tmp, &dest).map_err(io_err("rename", &tmp))?;

@@ -71,6 +71,9 @@ pub struct RetentionConfig {
     pub rules: Vec<RuleConfig>,
     /// The class of everything else.
     pub default: DefaultRule,
+    /// How often `calltrail serve` applies the policy, in seconds; 0 leaves it to
+    /// `calltrail retention apply`. Default 3600.
+    pub apply_every_secs: u64,
 }
 
 fn shipped_rule(name: &str, keep_days: u64, classes: &[&str]) -> RuleConfig {
@@ -94,9 +97,13 @@ impl Default for RetentionConfig {
                 shipped_rule("reads", 396, &["read"]),
             ],
             default: DefaultRule::default(),
+            apply_every_secs: 3600,
         }
     }
 }
+
+/// The reserved class of audit events.
+pub const AUDIT_CLASS: &str = "audit";
 
 const OPERATION_CLASSES: &[&str] = &["read", "write", "delete", "admin", "unknown"];
 const OUTCOMES: &[&str] = &["ok", "tool_error", "protocol_error", "denied"];
@@ -147,14 +154,32 @@ fn check_values(key: String, values: &[String], allowed: &[&str]) -> Result<()> 
 impl RetentionConfig {
     /// Checks names, durations and values; errors name the key.
     pub fn validate(&self) -> Result<()> {
-        let mut names = vec![self.default.name.as_str()];
+        let mut names = vec![AUDIT_CLASS, self.default.name.as_str()];
         check_name("retention.default.name".into(), &self.default.name)?;
+        if self.default.name == AUDIT_CLASS {
+            return Err(bad(
+                "retention.default.name".into(),
+                format!("\"{AUDIT_CLASS}\" is reserved for audit events"),
+            ));
+        }
         check_keep("retention.default.keep_days".into(), self.default.keep_days)?;
+        if self.apply_every_secs > 604_800 {
+            return Err(bad(
+                "retention.apply_every_secs".into(),
+                "must be at most 604800 (a week); 0 turns the schedule off",
+            ));
+        }
         for (i, r) in self.rules.iter().enumerate() {
             let key = |field: &str| format!("retention.rules[{i}].{field}");
             check_name(key("name"), &r.name)?;
             if names.contains(&r.name.as_str()) {
-                return Err(bad(key("name"), format!("{:?} names two classes", r.name)));
+                return Err(bad(
+                    key("name"),
+                    format!(
+                        "{:?} names two classes (\"{AUDIT_CLASS}\" is reserved)",
+                        r.name
+                    ),
+                ));
             }
             names.push(&r.name);
             check_keep(key("keep_days"), r.keep_days)?;
@@ -260,6 +285,36 @@ impl Default for RetentionPolicy {
 }
 
 impl RetentionPolicy {
+    /// The class of audit events (legal holds): kept as long as the longest class, so the
+    /// record of a hold outlives anything it could have held. Retention never deletes one
+    /// naming a hold still in force.
+    pub fn audit_class(&self) -> RetentionClass {
+        let keep_days = self
+            .rules
+            .iter()
+            .map(|r| r.class.keep_days)
+            .chain([self.default.keep_days])
+            .max()
+            .unwrap_or(self.default.keep_days);
+        RetentionClass {
+            name: AUDIT_CLASS.into(),
+            keep_days,
+        }
+    }
+
+    /// The keep duration the policy now gives the class `name`, if it has one.
+    pub fn keep_days_of(&self, name: &str) -> Option<u64> {
+        if name == AUDIT_CLASS {
+            return Some(self.audit_class().keep_days);
+        }
+        self.rules
+            .iter()
+            .map(|r| &r.class)
+            .chain([&self.default])
+            .find(|c| c.name == name)
+            .map(|c| c.keep_days)
+    }
+
     fn class(&self, f: &Fields<'_>) -> &RetentionClass {
         self.rules
             .iter()
@@ -401,6 +456,10 @@ principal_kind = ["service_account", "unattributed"]
             (
                 "[[rules]]\nname = \"a\"\nkeep_days = 1\noutcome = [\"fine\"]",
                 "retention.rules[0].outcome",
+            ),
+            (
+                "[[rules]]\nname = \"audit\"\nkeep_days = 1",
+                "retention.rules[0].name",
             ),
             (
                 "[default]\nkeep_days = 40000",

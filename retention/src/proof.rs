@@ -1,8 +1,8 @@
-//! Inclusion proofs for one record (`docs/specs/chain.md` §6): `prove` builds a self-contained
+//! Inclusion proofs for one record (`docs/specs/chain.md` §7): `prove` builds a self-contained
 //! JSON document from the store; `verify_proof` checks it with nothing but the public key.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use base64::Engine;
@@ -17,6 +17,7 @@ use crate::chain::segment::SegmentMeta;
 use crate::checkpoint::{Checkpoint, SignedCheckpoint};
 use crate::merkle::{self, Hash};
 use crate::note::VerifierKey;
+use crate::receipt::{self, DeletionReceipt};
 use crate::tree::ProofBuilder;
 use crate::verify::discover_segments;
 use crate::{Error, Result};
@@ -54,6 +55,7 @@ fn fail(message: impl Into<String>) -> Error {
     Error::Integrity(message.into())
 }
 
+/// Reads `columns` of the Parquet file at `path` in batches of 8192 rows.
 fn reader(
     path: &Path,
     columns: &[&str],
@@ -104,18 +106,53 @@ fn find(root: &Path, event_id: &str) -> Result<Option<(SegmentMeta, RecordBatch,
     Ok(None)
 }
 
-/// The signed checkpoint of `chain_id` with the largest size, read without verifying (the
-/// proof's reader verifies it).
-fn newest_checkpoint(root: &Path, chain_id: &str) -> Result<(Checkpoint, String)> {
+/// The stored checkpoint of `chain_id` with the largest size (the newest of those), and its
+/// note. With `verifier`, only checkpoints whose signature verifies under it and whose origin
+/// names the chain count; without, none is verified (a proof's reader verifies it).
+pub(crate) fn newest_checkpoint(
+    root: &Path,
+    chain_id: &str,
+    verifier: Option<&VerifierKey>,
+) -> Result<Option<(Checkpoint, String)>> {
     let notes = read_notes(&checkpoints_dir(root, chain_id))?;
-    notes
+    Ok(notes
         .into_iter()
         .filter_map(|n| {
-            let text = n.rsplit_once("\n\n").map(|(t, _)| format!("{t}\n"))?;
-            Checkpoint::parse(&text).ok().map(|c| (c, n))
+            let checkpoint = match verifier {
+                Some(key) => SignedCheckpoint::open(&n, key)
+                    .ok()
+                    .map(|s| s.checkpoint)
+                    .filter(|c| c.origin.rsplit('/').next() == Some(chain_id))?,
+                None => {
+                    let text = n.rsplit_once("\n\n").map(|(t, _)| format!("{t}\n"))?;
+                    Checkpoint::parse(&text).ok()?
+                }
+            };
+            Some((checkpoint, n))
         })
-        .max_by_key(|(c, _)| (c.size, c.timestamp))
-        .ok_or_else(|| fail(format!("chain {chain_id} has no checkpoint")))
+        .max_by_key(|(c, _)| (c.size, c.timestamp)))
+}
+
+/// Feeds the leaf hashes stored in the segment file at `path` to `visit`, in row order, until
+/// `visit` returns false.
+pub(crate) fn segment_leaves(path: &Path, mut visit: impl FnMut(Hash) -> bool) -> Result<()> {
+    for batch in reader(path, &["leaf_hash"])? {
+        let batch = batch?;
+        let leaves = batch
+            .column_by_name("leaf_hash")
+            .and_then(|c| c.as_fixed_size_binary_opt())
+            .ok_or_else(|| fail(format!("{}: no leaf_hash column", path.display())))?;
+        for i in 0..leaves.len() {
+            let leaf: Hash = leaves
+                .value(i)
+                .try_into()
+                .map_err(|_| fail(format!("{}: a leaf hash is not 32 bytes", path.display())))?;
+            if !visit(leaf) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Builds the inclusion proof of the record `event_id` against the newest checkpoint of its
@@ -135,7 +172,8 @@ pub fn prove(root: &Path, event_id: &str) -> Result<InclusionProof> {
     let mut bytes = Vec::new();
     RowEncoder::new(&meta.table, &batch)?.encode(row, &mut bytes);
     let leaf = canonical::leaf_hash(&bytes);
-    let (checkpoint, note) = newest_checkpoint(root, &meta.chain_id)?;
+    let (checkpoint, note) = newest_checkpoint(root, &meta.chain_id, None)?
+        .ok_or_else(|| fail(format!("chain {} has no checkpoint", meta.chain_id)))?;
     if checkpoint.size <= seq {
         return Err(fail(format!(
             "the newest checkpoint of chain {} (size {}) does not cover seq {seq} yet; retry after the next seal or heartbeat",
@@ -157,9 +195,10 @@ pub fn prove(root: &Path, event_id: &str) -> Result<InclusionProof> {
     })
 }
 
-/// Streams the stored leaf hashes of `chain_id` in seq order into an inclusion proof builder.
+/// Streams the stored leaf hashes of `chain_id` in seq order into an inclusion proof builder,
+/// crossing what retention deleted with the compact ranges its receipts keep.
 fn audit_path(root: &Path, chain_id: &str, index: u64, size: u64) -> Result<Vec<Hash>> {
-    let mut segs: Vec<(SegmentMeta, std::path::PathBuf)> = discover_segments(root)?
+    let mut segs: Vec<(SegmentMeta, PathBuf)> = discover_segments(root)?
         .into_iter()
         .filter_map(|l| {
             l.meta
@@ -168,38 +207,130 @@ fn audit_path(root: &Path, chain_id: &str, index: u64, size: u64) -> Result<Vec<
         })
         .collect();
     segs.sort_by_key(|(m, _)| m.first_seq);
+    let segments: Vec<(&SegmentMeta, &Path)> = segs.iter().map(|(m, f)| (m, f.as_path())).collect();
+    let receipts = stored_receipts(root, chain_id)?;
+    let receipts: Vec<&DeletionReceipt> = receipts.iter().collect();
     let mut builder = ProofBuilder::inclusion(index, size).map_err(|e| fail(e.to_string()))?;
-    let mut next = 0u64;
-    for (meta, file) in segs {
-        if next >= size {
-            break;
+    walk_chain(root, chain_id, size, &segments, &receipts, |step| {
+        match step {
+            Step::Leaf(leaf) => builder.push(leaf),
+            Step::Deleted {
+                start, end, range, ..
+            } => builder
+                .push_range(start, end, range)
+                .map_err(|e| fail(format!("seq {index} of chain {chain_id}: {e}")))?,
         }
-        if meta.first_seq != next {
+        Ok(())
+    })?;
+    builder.finish().map_err(|e| fail(e.to_string()))
+}
+
+/// The deletion receipts of `chain_id` under `root`, sorted by first seq, read without
+/// verifying their signatures: a wrong range only makes a proof that `verify-proof` rejects.
+fn stored_receipts(root: &Path, chain_id: &str) -> Result<Vec<DeletionReceipt>> {
+    let mut out: Vec<DeletionReceipt> = receipt::list(root)?
+        .into_iter()
+        .filter_map(|r| {
+            let (text, _) = r.note.rsplit_once("\n\n")?;
+            let (_, json) = text.split_once('\n')?;
+            serde_json::from_str::<DeletionReceipt>(json).ok()
+        })
+        .filter(|r| r.chain_id == chain_id)
+        .collect();
+    out.sort_by_key(|r| r.first_seq);
+    Ok(out)
+}
+
+/// What a walk along a chain meets next.
+pub(crate) enum Step<'a> {
+    /// The next leaf hash, as stored.
+    Leaf(Hash),
+    /// Leaves `[start, end)` that retention deleted, known by their compact range, kept by
+    /// `receipts[receipt]`.
+    Deleted {
+        start: u64,
+        end: u64,
+        range: &'a [Hash],
+        receipt: usize,
+    },
+}
+
+/// Walks the leaves `[0, size)` of chain `chain_id` in seq order, handing each [`Step`] to
+/// `visit`: the leaf hashes stored in `segments` (sorted by first seq, files relative to
+/// `root`), and where a segment was deleted, the compact range its receipt in `receipts`
+/// (sorted by first seq) keeps. A segment wins over a receipt of the same seqs (retention
+/// writes the receipt before it deletes). Fails naming seqs in neither, and a segment holding
+/// fewer records than its metadata says.
+pub(crate) fn walk_chain(
+    root: &Path,
+    chain_id: &str,
+    size: u64,
+    segments: &[(&SegmentMeta, &Path)],
+    receipts: &[&DeletionReceipt],
+    mut visit: impl FnMut(Step<'_>) -> Result<()>,
+) -> Result<()> {
+    let (mut segs, mut rcpts) = (
+        segments.iter().peekable(),
+        receipts.iter().enumerate().peekable(),
+    );
+    let mut next = 0u64;
+    while next < size {
+        while rcpts.next_if(|(_, r)| r.first_seq < next).is_some() {}
+        if let Some((meta, file)) = segs.next_if(|(m, _)| m.first_seq == next) {
+            let end = (meta.last_seq + 1).min(size);
+            let start = next;
+            let mut failed = None;
+            segment_leaves(&root.join(file), |leaf| {
+                if let Err(e) = visit(Step::Leaf(leaf)) {
+                    failed = Some(e);
+                    return false;
+                }
+                next += 1;
+                next < end
+            })?;
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            if next != end {
+                return Err(fail(format!(
+                    "{}: holds {} records where its metadata says seqs {}..={}; run `calltrail verify`",
+                    file.display(),
+                    next - start,
+                    meta.first_seq,
+                    meta.last_seq
+                )));
+            }
+        } else if let Some((i, r)) = rcpts.next_if(|(_, r)| r.first_seq == next) {
+            let end = r.last_seq + 1;
+            if end > size {
+                return Err(fail(format!(
+                    "the deletion receipt of seqs {next}..={} of chain {chain_id} reaches beyond the tree of size {size}",
+                    r.last_seq
+                )));
+            }
+            visit(Step::Deleted {
+                start: next,
+                end,
+                range: &r.range,
+                receipt: i,
+            })?;
+            next = end;
+        } else {
+            let until = [
+                segs.peek().map(|(m, _)| m.first_seq),
+                rcpts.peek().map(|(_, r)| r.first_seq),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(size);
             return Err(fail(format!(
-                "seqs {next}..{} of chain {chain_id} are in no segment; no proof can be built (run `calltrail verify`)",
-                meta.first_seq
+                "seqs {next}..{until} of chain {chain_id} are in no segment and in no deletion receipt; \
+                 no proof can be built (run `calltrail verify`)"
             )));
         }
-        let path = root.join(&file);
-        for batch in reader(&path, &["leaf_hash"])? {
-            let batch = batch?;
-            let leaves = batch
-                .column_by_name("leaf_hash")
-                .and_then(|c| c.as_fixed_size_binary_opt())
-                .ok_or_else(|| fail(format!("{}: no leaf_hash column", path.display())))?;
-            for i in 0..leaves.len() {
-                if next >= size {
-                    break;
-                }
-                let leaf: Hash = leaves.value(i).try_into().map_err(|_| {
-                    fail(format!("{}: a leaf hash is not 32 bytes", path.display()))
-                })?;
-                builder.push(leaf);
-                next += 1;
-            }
-        }
     }
-    builder.finish().map_err(|e| fail(e.to_string()))
+    Ok(())
 }
 
 /// What a verified proof establishes.

@@ -65,6 +65,37 @@ pub enum TreeError {
         /// The leaves pushed.
         pushed: u64,
     },
+    /// A compact range was offered for leaves that do not come next.
+    #[error("leaves [{start}, {end}) cannot follow a tree of {size} leaves")]
+    RangeMisplaced {
+        /// Leaves so far.
+        size: u64,
+        /// First leaf of the range.
+        start: u64,
+        /// One past its last leaf.
+        end: u64,
+    },
+    /// A compact range does not hold one hash per perfect subtree of its leaves.
+    #[error("the compact range of [{start}, {end}) has {expected} hashes, not {got}")]
+    RangeLength {
+        /// First leaf of the range.
+        start: u64,
+        /// One past its last leaf.
+        end: u64,
+        /// `range_levels(start, end).len()`.
+        expected: usize,
+        /// The number of hashes given.
+        got: usize,
+    },
+    /// A proof needs a node inside a run of leaves that is known only by its compact range
+    /// (retention deleted them): only their own proofs need it, and they are gone.
+    #[error("a proof needs a node inside the deleted leaves [{start}, {end})")]
+    InsideDeleted {
+        /// First deleted leaf.
+        start: u64,
+        /// One past the last.
+        end: u64,
+    },
     /// More leaves than the tree size were pushed; the extra ones were ignored.
     #[error("{pushed} leaves were pushed into a tree of {size}")]
     TooManyLeaves {
@@ -119,15 +150,35 @@ impl Frontier {
         self.append_visiting(leaf, |_, _| {});
     }
 
+    /// Appends the leaves `[start, end)` given only as their compact range `range`: the hashes
+    /// of the perfect subtrees [`range_levels`] names, left to right. This is how a verifier
+    /// or prover crosses leaves that retention deleted: a deletion receipt keeps the range.
+    pub fn append_range(&mut self, start: u64, end: u64, range: &[Hash]) -> Result<(), TreeError> {
+        check_range(self.size, start, end, range)?;
+        for (level, hash) in range_levels(start, end).into_iter().zip(range) {
+            self.append_node(level, *hash, |_, _| {});
+        }
+        Ok(())
+    }
+
     /// Appends `leaf` and hands `visit` every perfect subtree that now ends at the new size,
     /// smallest first, with its level (0 for the leaf itself, k for 2^k leaves).
-    fn append_visiting(&mut self, leaf: Hash, mut visit: impl FnMut(u32, &Hash)) {
-        let mut node = leaf;
-        let mut level = 0;
+    fn append_visiting(&mut self, leaf: Hash, visit: impl FnMut(u32, &Hash)) {
+        self.append_node(0, leaf, visit);
+    }
+
+    /// Appends the perfect subtree of 2^`level` leaves whose hash is `hash`; the size must be
+    /// a multiple of 2^`level` (checked by the callers).
+    fn append_node(&mut self, level: u32, hash: Hash, mut visit: impl FnMut(u32, &Hash)) {
+        debug_assert_eq!(self.size % (1 << level), 0, "a perfect subtree is aligned");
+        let width = 1u64 << level;
+        let mut node = hash;
+        let mut level = level;
         visit(level, &node);
-        // Each trailing set bit of the old size is a perfect subtree just left of the new leaf,
-        // of the same size as what has been built so far: merge them, smallest (last) first.
-        let mut bits = self.size;
+        // Each trailing set bit of the old size (above the node's level) is a perfect subtree
+        // just left of the new node, of the same size as what has been built so far: merge
+        // them, smallest (last) first.
+        let mut bits = self.size >> level;
         while bits & 1 == 1 {
             let left = self
                 .hashes
@@ -141,7 +192,7 @@ impl Frontier {
         self.hashes.push(node);
         self.size = self
             .size
-            .checked_add(1)
+            .checked_add(width)
             .expect("a tree of u64::MAX leaves cannot grow");
     }
 
@@ -171,6 +222,41 @@ fn fold_right(pieces: &[Hash]) -> Hash {
             .rev()
             .fold(*last, |right, left| node_hash(left, &right)),
     }
+}
+
+/// The levels of the compact range of `[start, end)`: the largest perfect subtrees that tile
+/// it, left to right (a subtree of level k holds 2^k leaves and starts at a multiple of 2^k).
+/// Every perfect subtree inside `[start, end)` whose parent is not is one of them, so they are
+/// all a proof can need from a run of deleted leaves.
+pub fn range_levels(start: u64, end: u64) -> Vec<u32> {
+    let mut levels = Vec::new();
+    let mut pos = start;
+    while pos < end {
+        let mut level = if pos == 0 { 63 } else { pos.trailing_zeros() };
+        while level > 0 && (end - pos) < (1u64 << level) {
+            level -= 1;
+        }
+        levels.push(level);
+        pos += 1u64 << level;
+    }
+    levels
+}
+
+/// Checks that `range` can stand for `[start, end)` appended to a tree of `size` leaves.
+fn check_range(size: u64, start: u64, end: u64, range: &[Hash]) -> Result<(), TreeError> {
+    if start != size || end < start || end > MAX_SIZE {
+        return Err(TreeError::RangeMisplaced { size, start, end });
+    }
+    let expected = range_levels(start, end).len();
+    if range.len() != expected {
+        return Err(TreeError::RangeLength {
+            start,
+            end,
+            expected,
+            got: range.len(),
+        });
+    }
+    Ok(())
 }
 
 /// One proof a [`ProofBuilder`] made with [`ProofBuilder::many`] should produce.
@@ -316,6 +402,41 @@ impl ProofBuilder {
                 .is_none_or(|c| c.end > end),
             "a needed subtree ending at {end} was not built"
         );
+    }
+
+    /// Pushes the leaves `[start, end)` given only as their compact range (see
+    /// [`Frontier::append_range`]): `start` must be the number of leaves pushed so far. Fails
+    /// when a requested proof needs a node inside the range, which only a proof of one of
+    /// those leaves does.
+    pub fn push_range(&mut self, start: u64, end: u64, range: &[Hash]) -> Result<(), TreeError> {
+        check_range(self.pushed, start, end, range)?;
+        if end > self.size {
+            return Err(TreeError::TooManyLeaves {
+                size: self.size,
+                pushed: end,
+            });
+        }
+        for (level, hash) in range_levels(start, end).into_iter().zip(range) {
+            let node_end = self.pushed + (1u64 << level);
+            let (captures, slots, next) = (&self.captures, &mut self.slots, &mut self.next_capture);
+            if captures
+                .get(*next)
+                .is_some_and(|c| c.end < node_end || (c.end == node_end && c.level < level))
+            {
+                return Err(TreeError::InsideDeleted { start, end });
+            }
+            self.frontier.append_node(level, *hash, |built, h| {
+                while let Some(c) = captures.get(*next) {
+                    if c.end != node_end || c.level != built {
+                        break;
+                    }
+                    slots[c.slot] = *h;
+                    *next += 1;
+                }
+            });
+            self.pushed = node_end;
+        }
+        Ok(())
     }
 
     /// The tree size the proofs are for.

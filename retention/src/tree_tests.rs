@@ -294,3 +294,113 @@ fn builder_refuses_bad_requests_and_short_or_long_streams() {
     );
     assert!(stream(ProofBuilder::inclusion(0, 1).unwrap(), &l[..1]).is_empty());
 }
+
+/// The compact range of `l[start..end]` computed from the leaves, as a receipt keeps it.
+fn range_of(l: &[Hash], start: u64, end: u64) -> Vec<Hash> {
+    let mut pos = start;
+    range_levels(start, end)
+        .into_iter()
+        .map(|level| {
+            let next = pos + (1 << level);
+            let h = root(&l[pos as usize..next as usize]);
+            pos = next;
+            h
+        })
+        .collect()
+}
+
+#[test]
+fn range_levels_tile_the_range_with_aligned_perfect_subtrees() {
+    for start in 0..70u64 {
+        for end in start..140u64 {
+            let mut pos = start;
+            let levels = range_levels(start, end);
+            for (i, &level) in levels.iter().enumerate() {
+                let w = 1u64 << level;
+                assert_eq!(pos % w, 0, "[{start},{end}) node {i} is not aligned");
+                pos += w;
+                // Maximal: the parent (aligned at 2w) does not fit inside the range.
+                let parent = pos - w - (pos - w) % (2 * w);
+                assert!(
+                    parent < start || parent + 2 * w > end,
+                    "[{start},{end}) node {i} could be larger"
+                );
+            }
+            assert_eq!(pos, end, "[{start},{end}) is tiled exactly");
+        }
+    }
+}
+
+#[test]
+fn a_deleted_run_crossed_by_its_compact_range_keeps_heads_and_proofs_of_the_rest() {
+    let mut rng = Rng(0x5eed_0002);
+    for round in 0..300 {
+        let n = rng.range(2, 300);
+        let l = leaves(n);
+        let start = rng.range(0, n - 1);
+        let end = rng.range(start + 1, n);
+        let hole = range_of(&l, start, end);
+
+        let mut f = Frontier::new();
+        for leaf in &l[..start as usize] {
+            f.append(*leaf);
+        }
+        f.append_range(start, end, &hole).unwrap();
+        assert_eq!(f.hashes(), expected_pieces(&l[..end as usize]).as_slice());
+        for leaf in &l[end as usize..] {
+            f.append(*leaf);
+        }
+        assert_eq!(f.root(), root(&l), "round {round}: head across the hole");
+
+        let index = rng.range(0, n - 1);
+        let mut b = ProofBuilder::inclusion(index, n).unwrap();
+        for leaf in &l[..start as usize] {
+            b.push(*leaf);
+        }
+        let crossed = b.push_range(start, end, &hole);
+        // A proof never holds its own leaf, so a deleted leaf kept as a lone level-0 node
+        // still has one (useless without the leaf); one inside a larger node has none.
+        let mut pos = start;
+        let inside_node = range_levels(start, end).into_iter().any(|level| {
+            let node = pos..pos + (1 << level);
+            pos = node.end;
+            level > 0 && node.contains(&index)
+        });
+        if inside_node {
+            assert_eq!(
+                crossed,
+                Err(TreeError::InsideDeleted { start, end }),
+                "round {round}: a deleted leaf cannot be proved"
+            );
+            continue;
+        }
+        crossed.unwrap();
+        for leaf in &l[end as usize..] {
+            b.push(*leaf);
+        }
+        assert_eq!(
+            b.finish().unwrap(),
+            inclusion_proof(index as usize, &l).unwrap(),
+            "round {round}: proof of {index} across [{start},{end}) in {n}"
+        );
+    }
+}
+
+#[test]
+fn misplaced_or_short_ranges_are_refused() {
+    let l = leaves(10);
+    let mut f = Frontier::new();
+    assert!(matches!(
+        f.append_range(1, 4, &range_of(&l, 1, 4)),
+        Err(TreeError::RangeMisplaced { .. })
+    ));
+    assert!(matches!(
+        f.append_range(0, 6, &range_of(&l, 0, 4)),
+        Err(TreeError::RangeLength { .. })
+    ));
+    let mut b = ProofBuilder::inclusion(9, 10).unwrap();
+    assert!(matches!(
+        b.push_range(0, 12, &range_of(&leaves(12), 0, 12)),
+        Err(TreeError::TooManyLeaves { .. })
+    ));
+}

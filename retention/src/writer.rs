@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep, sleep_until};
 
+use crate::audit::AuditSink;
 use crate::chain::{Chain, IntegrityConfig, SharedLog};
 use crate::checkpoint::SignedCheckpoint;
 use crate::dedup::{DedupWindow, recent_event_ids};
@@ -132,6 +133,7 @@ pub struct StoreWriter {
     flushed: watch::Receiver<u64>,
     checkpoints: watch::Receiver<Option<Arc<SignedCheckpoint>>>,
     chain_id: String,
+    audit: AuditSink,
 }
 
 impl StoreWriter {
@@ -170,6 +172,9 @@ impl StoreWriter {
             chain: Mutex::new(chain),
             policy: retention.compile(),
         });
+        let audit = AuditSink {
+            ctx: Arc::clone(&ctx),
+        };
         let task = tokio::spawn(run(ctx, rx, shutdown_rx));
         Ok(Self {
             handle: WriterHandle { tx, stats },
@@ -179,12 +184,18 @@ impl StoreWriter {
             flushed,
             checkpoints,
             chain_id,
+            audit,
         })
     }
 
     /// Each new signed checkpoint, for publishing off-box (the SIEM forwarders).
     pub fn checkpoints(&self) -> watch::Receiver<Option<Arc<SignedCheckpoint>>> {
         self.checkpoints.clone()
+    }
+
+    /// Where audit events (legal holds) enter this writer's chain.
+    pub fn audit(&self) -> AuditSink {
+        self.audit.clone()
     }
 
     /// The id of the chain this writer extends.

@@ -23,7 +23,7 @@ pub const TOOL_CALLS: &str = "tool_calls";
 /// Name of the LLM inference table.
 pub const LLM_CALLS: &str = "llm_calls";
 
-fn ts() -> DataType {
+pub(crate) fn ts() -> DataType {
     DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
 }
 
@@ -36,7 +36,7 @@ fn map_names() -> MapFieldNames {
     }
 }
 
-fn map_type() -> DataType {
+pub(crate) fn map_type() -> DataType {
     let entries = Field::new(
         "key_value",
         DataType::Struct(
@@ -112,7 +112,7 @@ pub fn with_chain(batch: &RecordBatch, chain: ChainColumns<'_>) -> Result<Record
     RecordBatch::try_new(schema, cols)
 }
 
-fn with_metadata(fields: Vec<Field>, table: &str) -> SchemaRef {
+pub(crate) fn with_metadata(fields: Vec<Field>, table: &str) -> SchemaRef {
     let metadata = [
         (SCHEMA_VERSION_KEY.to_string(), SCHEMA_VERSION.to_string()),
         (TABLE_KEY.to_string(), table.to_string()),
@@ -202,7 +202,7 @@ static TOOL_CALLS_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
 static TOOL_CALLS_STORED: LazyLock<SchemaRef> = LazyLock::new(|| stored(&TOOL_CALLS_SCHEMA));
 static LLM_CALLS_STORED: LazyLock<SchemaRef> = LazyLock::new(|| stored(&LLM_CALLS_SCHEMA));
 
-fn stored(content: &SchemaRef) -> SchemaRef {
+pub(crate) fn stored(content: &SchemaRef) -> SchemaRef {
     let mut fields: Vec<Field> = content
         .fields()
         .iter()
@@ -356,9 +356,9 @@ impl SourceCols {
     }
 }
 
-type StringMapBuilder = MapBuilder<StringBuilder, StringBuilder>;
+pub(crate) type StringMapBuilder = MapBuilder<StringBuilder, StringBuilder>;
 
-fn map_builder() -> StringMapBuilder {
+pub(crate) fn map_builder() -> StringMapBuilder {
     MapBuilder::new(
         Some(map_names()),
         StringBuilder::new(),
@@ -366,7 +366,10 @@ fn map_builder() -> StringMapBuilder {
     )
 }
 
-fn append_map(b: &mut StringMapBuilder, kv: &[(String, String)]) -> Result<(), ArrowError> {
+pub(crate) fn append_map(
+    b: &mut StringMapBuilder,
+    kv: &[(String, String)],
+) -> Result<(), ArrowError> {
     for (k, v) in kv {
         b.keys().append_value(k);
         b.values().append_value(v);

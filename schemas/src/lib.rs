@@ -3,6 +3,7 @@
 //! This crate does no I/O. It holds:
 //! - [`record`]: the canonical [`ToolCall`] and [`LlmCall`] records and their enums;
 //! - [`arrow_schema`]: the versioned Arrow schemas and record → `RecordBatch` builders;
+//! - [`audit`]: audit events (legal holds placed and released) and their table;
 //! - [`semconv`]: the OpenTelemetry MCP attribute keys and the aliases real instrumentation uses;
 //! - [`mapping`]: OTLP `ExportTraceServiceRequest` → records, following `docs/specs/record.md`;
 //! - [`attribution`]: who made a call (principal, team, tenant, cost centre), `docs/specs/attribution.md`;
@@ -15,6 +16,7 @@
 
 pub mod arrow_schema;
 pub mod attribution;
+pub mod audit;
 pub mod canonical;
 pub mod catalog;
 pub mod codec;

@@ -4,6 +4,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use calltrail::workload::Workload;
+
+use super::time::parse_time;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 
 /// Arguments of `calltrail demo`.
@@ -24,11 +26,18 @@ pub(crate) struct DemoArgs {
     /// Spans per request.
     #[arg(long, default_value_t = 100)]
     batch: usize,
+    /// When the first task starts (RFC 3339 or YYYY-MM-DD), to fill a store with history;
+    /// default: `--hours` before now.
+    #[arg(long)]
+    start: Option<String>,
+    /// Hours the tasks are spread over.
+    #[arg(long, default_value_t = 1)]
+    hours: u32,
 }
 
 pub(crate) async fn run(args: DemoArgs) -> Result<()> {
-    if args.batch == 0 || args.rate < 0.0 || !args.rate.is_finite() {
-        bail!("--batch must be positive and --rate a non-negative number");
+    if args.batch == 0 || args.rate < 0.0 || !args.rate.is_finite() || args.hours == 0 {
+        bail!("--batch and --hours must be positive and --rate a non-negative number");
     }
     let mut client = TraceServiceClient::connect(args.endpoint.clone())
         .await
@@ -38,10 +47,14 @@ pub(crate) async fn run(args: DemoArgs) -> Result<()> {
                 args.endpoint
             )
         })?;
-    let now = calltrail_collector::pipeline::now_ns();
-    // Spread tasks over the last hour so the data looks like real traffic.
-    let step = (3_600_000_000_000 / (args.spans.max(1) as i64 / 3).max(1)).max(1);
-    let mut workload = Workload::new(args.seed, now - 3_600_000_000_000, step);
+    // Spread tasks over the hours so the data looks like real traffic.
+    let span_ns = i64::from(args.hours) * 3_600_000_000_000;
+    let start = match &args.start {
+        Some(t) => parse_time("start", t)?,
+        None => calltrail_collector::pipeline::now_ns() - span_ns,
+    };
+    let step = (span_ns / (args.spans.max(1) as i64 / 3).max(1)).max(1);
+    let mut workload = Workload::new(args.seed, start, step);
     let started = Instant::now();
     let (mut sent, mut requests, mut rejected) = (0usize, 0usize, 0i64);
     while sent < args.spans {

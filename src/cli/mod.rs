@@ -2,10 +2,15 @@
 
 mod checkpoint;
 mod demo;
+mod export;
+mod hold;
 mod ingest_token;
 mod keygen;
 mod query;
+mod retention;
 mod serve;
+mod status;
+mod time;
 mod verify;
 
 use std::path::PathBuf;
@@ -41,6 +46,18 @@ enum Command {
     VerifyProof(verify::VerifyProofArgs),
     /// Make a random ingest bearer token and print the `[[auth.tokens]]` entry that accepts it.
     IngestToken(ingest_token::IngestTokenArgs),
+    /// Retention: `plan` shows what the policy deletes and why, `apply` deletes it (with
+    /// signed receipts).
+    Retention(retention::RetentionArgs),
+    /// Legal holds: `place`, `list`, `release`. A held record is never deleted.
+    Hold(hold::HoldArgs),
+    /// The state of a data directory: chain, newest checkpoint, retention per class, holds.
+    Status(status::StatusArgs),
+    /// Write a compliance bundle: the records a filter selects, a proof of each against a
+    /// signed checkpoint, and a signed manifest of every file.
+    Export(export::ExportArgs),
+    /// Check a compliance bundle offline: signatures, every file, record and proof.
+    VerifyExport(export::VerifyExportArgs),
 }
 
 /// Options shared by commands that read the configuration.
@@ -102,6 +119,11 @@ pub(crate) fn main() -> ExitCode {
             Command::Prove(args) => verify::run_prove(&args),
             Command::VerifyProof(args) => verify::run_verify_proof(&args),
             Command::Checkpoint(args) => checkpoint::run(&args),
+            Command::Retention(args) => retention::run(&args),
+            Command::Hold(args) => hold::run(args).await,
+            Command::Status(args) => status::run(&args),
+            Command::Export(args) => export::run_export(&args),
+            Command::VerifyExport(args) => export::run_verify_export(&args),
         }
     });
     match result {

@@ -43,7 +43,7 @@ fn writer_id() -> String {
 
 /// Holds an exclusive lock on the data directory's log for the life of the process: two
 /// servers appending to one log would corrupt it.
-fn lock_data_dir(wal_dir: &Path) -> Result<std::fs::File> {
+pub(crate) fn lock_data_dir(wal_dir: &Path) -> Result<std::fs::File> {
     let path = wal_dir.join("LOCK");
     let file = std::fs::OpenOptions::new()
         .create(true)
@@ -143,6 +143,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     )?;
     tracing::info!(chain_id = %writer.chain_id(), key = %key.verifier().to_text(),
         "Records are chained and checkpoints signed; verifiers pin this public key.");
+    let control = calltrail::control::listen(&config.data_dir, writer.audit())?;
+    let retention =
+        super::retention::spawn_schedule(&config.data_dir, &config.retention, key.clone());
     telemetry.observe_store(writer.handle().stats());
     let report = {
         let (dir, data, sink) = (wal_dir.clone(), config.data_dir.clone(), writer.handle());
@@ -188,6 +191,11 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         _ = int.recv() => tracing::info!("SIGINT received; draining."),
     }
 
+    control.abort();
+    calltrail::control::remove(&config.data_dir);
+    if let Some(r) = retention {
+        r.abort();
+    }
     let deadline = Duration::from_millis(config.shutdown_deadline_ms);
     let drained = tokio::time::timeout(deadline, async {
         receivers.shutdown().await;

@@ -4,13 +4,14 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use calltrail_retention::chain::keys::read_verifier_key;
 use calltrail_retention::proof::{prove, verify_proof};
 use calltrail_retention::verify::{Report, VerifyOptions, verify};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::ConfigArgs;
+use super::time::parse_time;
 
 /// Arguments of `calltrail verify`.
 #[derive(Debug, clap::Args)]
@@ -56,18 +57,6 @@ pub(crate) struct VerifyProofArgs {
     /// The public key the checkpoint must be signed with.
     #[arg(long)]
     pubkey: PathBuf,
-}
-
-fn parse_time(flag: &str, s: &str) -> Result<i64> {
-    let t = chrono::DateTime::parse_from_rfc3339(s)
-        .map(|t| t.to_utc())
-        .or_else(|_| {
-            chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
-                .map(|d| d.and_time(chrono::NaiveTime::MIN).and_utc())
-        })
-        .map_err(|_| anyhow!("--{flag}: {s:?} is neither RFC 3339 nor YYYY-MM-DD"))?;
-    t.timestamp_nanos_opt()
-        .ok_or_else(|| anyhow!("--{flag}: {s:?} is out of range"))
 }
 
 fn print_human(report: &Report) {

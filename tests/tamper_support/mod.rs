@@ -102,9 +102,11 @@ pub fn copy_dir(from: &Path, to: &Path) {
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
             copy_dir(&entry.path(), &target);
-        } else {
+        } else if kind.is_file() {
+            // Files only: a server's control socket is not data.
             std::fs::copy(entry.path(), &target).unwrap();
         }
     }

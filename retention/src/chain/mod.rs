@@ -66,8 +66,18 @@ fn new_state() -> Result<ChainState> {
 }
 
 /// Finishes or drops the segment a crash interrupted (see `docs/specs/chain.md` §3).
-fn resolve_pending(root: &Path, state: ChainState, pending: Pending) -> Result<ChainState> {
+fn resolve_pending(
+    root: &Path,
+    key: &SigningKey,
+    state: ChainState,
+    pending: Pending,
+) -> Result<ChainState> {
     let path = root.join(&pending.file);
+    if !path.exists() && deleted_by_retention(root, key, &state, &pending) {
+        tracing::info!(file = %path.display(),
+            "The segment sealed at the last stop has since expired and been deleted, with a receipt.");
+        return Ok(pending.after);
+    }
     if !path.exists() {
         tracing::info!(file = %path.display(),
             "A segment being sealed at the last stop never reached disk; its records will be chained again from the write-ahead log.");
@@ -98,6 +108,23 @@ fn resolve_pending(root: &Path, state: ChainState, pending: Pending) -> Result<C
 }
 
 /// Rows per thread below which hashing stays on the calling thread.
+/// True when retention deleted the pending segment after it was sealed: its signed receipt
+/// describes exactly the segment the head says was being sealed. (Records that expire as they
+/// arrive can be deleted before the next seal or start commits the head.)
+fn deleted_by_retention(root: &Path, key: &SigningKey, state: &ChainState, p: &Pending) -> bool {
+    let path = crate::receipt::receipt_path(root, &state.chain_id, state.next_seq);
+    let Ok(note) = std::fs::read_to_string(&path) else {
+        return false;
+    };
+    crate::receipt::DeletionReceipt::open(&note, &key.verifier()).is_ok_and(|r| {
+        r.chain_id == state.chain_id
+            && r.prev_hash == state.last_hash
+            && r.last_hash == p.after.last_hash
+            && r.tree_size == p.after.next_seq
+            && Path::new(&r.file) == p.file
+    })
+}
+
 const PARALLEL_MIN_ROWS: usize = 4096;
 
 /// The leaf hashes of the first `rows` rows `encoder` encodes, computed on all of the machine's
@@ -142,7 +169,7 @@ impl Chain {
             Some(Head {
                 state,
                 pending: Some(p),
-            }) => resolve_pending(root, state, p)?,
+            }) => resolve_pending(root, key, state, p)?,
         };
         Head {
             state: state.clone(),

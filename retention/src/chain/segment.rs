@@ -180,7 +180,10 @@ pub fn footer_pairs(meta: &parquet::file::metadata::FileMetaData) -> HashMap<Str
 pub fn write_manifest(parquet: &Path, meta: &SegmentMeta) -> crate::Result<()> {
     let bytes = serde_json::to_vec_pretty(meta)
         .map_err(|e| crate::Error::Integrity(format!("encoding a manifest: {e}")))?;
-    crate::files::write_bytes_atomic_lazy(&manifest_path(parquet), &bytes)
+    let path = manifest_path(parquet);
+    crate::files::write_bytes_atomic_lazy(&path, &bytes)?;
+    std::fs::set_permissions(&path, crate::parquet_file::read_only())
+        .map_err(crate::io_err("chmod", &path))
 }
 
 /// The sidecar manifest of the Parquet file at `parquet`: `_<stem>.manifest.json`. The leading

@@ -6,13 +6,14 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::discover::{Listed, StoredNote};
+use crate::discover::{Listed, StoredNote};
 use super::finding::{Finding, FindingKind};
 use super::segment::{self, SegmentOutcome};
 use super::{ChainSummary, Progress, Report, VerifyOptions};
 use crate::chain::link::genesis;
 use crate::checkpoint::{CheckpointError, SignedCheckpoint};
 use crate::merkle::{self, Hash};
+use crate::receipt::{DeletionReceipt, StoredReceipt};
 use crate::tree::{Frontier, ProofBuilder};
 
 const HOUR_NS: i64 = 3_600_000_000_000;
@@ -130,8 +131,73 @@ fn open_checkpoints(
     valid
 }
 
+/// Everything found on disk, read before the checks start.
+pub(super) struct Found {
+    /// Segment files.
+    pub listed: Vec<Listed>,
+    /// Checkpoint notes by chain directory.
+    pub notes: HashMap<String, Vec<StoredNote>>,
+    /// Deletion receipts.
+    pub receipts: Vec<StoredReceipt>,
+    /// The trusted checkpoint, opened.
+    pub trusted: Option<Result<SignedCheckpoint, CheckpointError>>,
+}
+
+/// Valid receipts per chain (by first seq), and findings for the others.
+fn open_receipts(
+    receipts: Vec<StoredReceipt>,
+    options: &VerifyOptions,
+    report: &mut Report,
+) -> BTreeMap<String, BTreeMap<u64, (DeletionReceipt, PathBuf)>> {
+    let mut valid: BTreeMap<String, BTreeMap<u64, (DeletionReceipt, PathBuf)>> = BTreeMap::new();
+    for r in receipts {
+        match DeletionReceipt::open(&r.note, &options.pubkey) {
+            Ok(receipt) if receipt.chain_id == r.chain_dir => {
+                valid
+                    .entry(receipt.chain_id.clone())
+                    .or_default()
+                    .insert(receipt.first_seq, (receipt, r.path));
+            }
+            Ok(receipt) => report.findings.push(finding(
+                FindingKind::ReceiptForged,
+                &r.chain_dir,
+                Some(&r.path),
+                Some(receipt.first_seq),
+                format!(
+                    "the receipt is for chain {} but stored under chain {}",
+                    receipt.chain_id, r.chain_dir
+                ),
+            )),
+            Err(e) => report.findings.push(finding(
+                FindingKind::ReceiptForged,
+                &r.chain_dir,
+                Some(&r.path),
+                None,
+                format!("the deletion receipt is not valid under the pinned key: {e}"),
+            )),
+        }
+    }
+    valid
+}
+
+/// Where the walk along a chain has got to.
+struct Position {
+    /// The next seq expected.
+    expected: u64,
+    /// `chain_hash[expected - 1]`.
+    prev_hash: Hash,
+    /// The segment or receipt that ended at `expected - 1`.
+    prev_file: Option<PathBuf>,
+    /// True after a gap nothing explains: `prev_hash` is unknown, so the next link is not
+    /// checked (the gap is reported already).
+    unlinked: bool,
+}
+
 struct Walk<'a> {
     chain: &'a str,
+    receipts: BTreeMap<u64, (DeletionReceipt, PathBuf)>,
+    crossed: u64,
+    crossed_records: u64,
     checkpoints: &'a BTreeMap<u64, SignedCheckpoint>,
     trusted: Option<&'a SignedCheckpoint>,
     frontier: Option<Frontier>,
@@ -184,6 +250,82 @@ impl Walk<'_> {
         }
     }
 
+    /// Crosses, with their receipts, the deleted segments from `at.expected` up to `up_to`
+    /// (exclusive), as far as receipts reach: checks each links to what precedes it and
+    /// continues the tree with its compact range.
+    fn cross(&mut self, at: &mut Position, up_to: u64) {
+        while at.expected < up_to {
+            let Some((r, file)) = self.receipts.remove(&at.expected) else {
+                // A gap no receipt explains, then perhaps receipts again before `up_to`.
+                let Some(&next) = self
+                    .receipts
+                    .range(at.expected + 1..up_to)
+                    .next()
+                    .map(|(k, _)| k)
+                else {
+                    return;
+                };
+                self.findings.push(finding(
+                    FindingKind::SegmentDeleted,
+                    self.chain,
+                    at.prev_file.as_deref(),
+                    Some(at.expected),
+                    format!(
+                        "seqs {}..={} ({} records) are in no segment: a segment was deleted (there is no deletion receipt)",
+                        at.expected,
+                        next - 1,
+                        next - at.expected
+                    ),
+                ));
+                self.lose_tree(at.expected);
+                at.expected = next;
+                at.unlinked = true;
+                continue;
+            };
+            if !at.unlinked && r.prev_hash != at.prev_hash {
+                self.findings.push(finding(
+                    FindingKind::ReceiptForged,
+                    self.chain,
+                    Some(&file),
+                    Some(r.first_seq),
+                    "the receipt's previous hash is not the hash of the record before it: it does not describe the segment that was here".into(),
+                ));
+                self.lose_tree(r.first_seq);
+            }
+            let rebuilt = match &mut self.frontier {
+                Some(f) => f
+                    .append_range(r.first_seq, r.tree_size, &r.range)
+                    .is_ok_and(|()| f.root() == r.tree_root),
+                None => match Frontier::from_parts(r.tree_size, r.frontier.clone()) {
+                    // The tree was lost to earlier damage: the signed receipt restarts it.
+                    Ok(f) if f.root() == r.tree_root => {
+                        self.frontier = Some(f);
+                        true
+                    }
+                    _ => false,
+                },
+            };
+            if rebuilt {
+                self.compare_here(Some(&file));
+            } else {
+                self.findings.push(finding(
+                    FindingKind::ReceiptForged,
+                    self.chain,
+                    Some(&file),
+                    Some(r.first_seq),
+                    "the receipt's compact range does not rebuild the tree head it states".into(),
+                ));
+                self.lose_tree(r.tree_size);
+            }
+            self.crossed += 1;
+            self.crossed_records += r.count;
+            at.expected = r.last_seq + 1;
+            at.prev_hash = r.last_hash;
+            at.prev_file = Some(file);
+            at.unlinked = false;
+        }
+    }
+
     fn lose_tree(&mut self, from: u64) {
         if self.frontier.take().is_some() {
             self.unchecked
@@ -196,13 +338,18 @@ impl Walk<'_> {
 pub(super) fn verify_all(
     root: &Path,
     options: &VerifyOptions,
-    listed: Vec<Listed>,
-    notes: HashMap<String, Vec<StoredNote>>,
-    trusted: Option<Result<SignedCheckpoint, CheckpointError>>,
+    found: Found,
     report: &mut Report,
     progress: Progress<'_>,
 ) {
+    let Found {
+        listed,
+        notes,
+        receipts,
+        trusted,
+    } = found;
     let checkpoints = open_checkpoints(notes, options, report);
+    let mut receipts = open_receipts(receipts, options, report);
     let trusted = match trusted {
         None => {
             report.notes.push(
@@ -252,6 +399,7 @@ pub(super) fn verify_all(
     });
     let mut chain_ids: BTreeSet<String> = by_chain.keys().cloned().collect();
     chain_ids.extend(checkpoints.keys().cloned());
+    chain_ids.extend(receipts.keys().cloned());
     if let Some(t) = &trusted {
         chain_ids.insert(chain_of_origin(&t.checkpoint.origin).to_owned());
     }
@@ -269,6 +417,8 @@ pub(super) fn verify_all(
             size: 0,
             checkpoints: cps.len() as u64,
             heads_matched: 0,
+            receipts: 0,
+            deleted_records: 0,
             newest_checkpoint: cps
                 .last_key_value()
                 .map(|(s, c)| (*s, c.checkpoint.timestamp)),
@@ -300,6 +450,9 @@ pub(super) fn verify_all(
         let newest = cps.last_key_value().map(|(s, c)| (*s, c));
         let mut walk = Walk {
             chain: &chain,
+            receipts: receipts.remove(&chain).unwrap_or_default(),
+            crossed: 0,
+            crossed_records: 0,
             checkpoints: cps,
             trusted: trusted_here,
             frontier: Some(Frontier::new()),
@@ -315,7 +468,12 @@ pub(super) fn verify_all(
         {
             walk.proof = Some((b, n));
         }
-        let (mut expected, mut prev_hash, mut prev_file) = (0u64, genesis(&chain), None::<PathBuf>);
+        let mut at = Position {
+            expected: 0,
+            prev_hash: genesis(&chain),
+            prev_file: None,
+            unlinked: false,
+        };
         let first_in = segs.iter().position(&included);
         if limited
             && let Some(i) = first_in
@@ -324,10 +482,10 @@ pub(super) fn verify_all(
             // Start from the metadata of the segment before the range; the signed checkpoints
             // inside the range pin the frontier it supplies.
             if let Some(m) = &segs[i - 1].meta {
-                expected = m.last_seq + 1;
-                prev_hash = m.last_hash;
+                at.expected = m.last_seq + 1;
+                at.prev_hash = m.last_hash;
                 walk.frontier = Frontier::from_parts(m.tree_size, m.frontier.clone()).ok();
-                prev_file = Some(segs[i - 1].file.clone());
+                at.prev_file = Some(segs[i - 1].file.clone());
             }
         }
         let chosen: Vec<&Listed> = segs.iter().filter(|l| included(l)).collect();
@@ -339,7 +497,20 @@ pub(super) fn verify_all(
             let damaged = !o.findings.is_empty();
             walk.findings.extend(o.findings);
             let Some(m) = o.meta else { return };
-            if m.first_seq < expected {
+            walk.cross(&mut at, m.first_seq);
+            if m.first_seq == at.expected && walk.receipts.remove(&m.first_seq).is_some() {
+                report.notes.push(format!(
+                    "chain {chain}: {} has a deletion receipt but is still there: retention was interrupted and deletes it on its next run",
+                    o.file.display()
+                ));
+            }
+            let Position {
+                expected,
+                prev_hash,
+                prev_file,
+                unlinked,
+            } = &mut at;
+            if m.first_seq < *expected {
                 walk.findings.push(finding(
                     FindingKind::SegmentForeign,
                     &chain,
@@ -349,25 +520,25 @@ pub(super) fn verify_all(
                         "the segment holds seqs {}..={} again, already held by {}: it is a replayed copy",
                         m.first_seq,
                         m.last_seq,
-                        prev_file.as_deref().map_or("an earlier segment".into(), |p| p.display().to_string())
+                        prev_file.as_deref().map_or("an earlier segment".into(), |p: &Path| p.display().to_string())
                     ),
                 ));
                 return;
             }
-            if m.first_seq > expected {
+            if m.first_seq > *expected {
                 walk.findings.push(finding(
                     FindingKind::SegmentDeleted,
                     &chain,
                     prev_file.as_deref(),
-                    Some(expected),
+                    Some(*expected),
                     format!(
                         "seqs {expected}..={} ({} records) are in no segment: a segment was deleted (there is no deletion receipt)",
                         m.first_seq - 1,
-                        m.first_seq - expected
+                        m.first_seq - *expected
                     ),
                 ));
-                walk.lose_tree(expected);
-            } else if m.prev_hash != prev_hash {
+                walk.lose_tree(*expected);
+            } else if !*unlinked && m.prev_hash != *prev_hash {
                 walk.findings.push(finding(
                     FindingKind::SegmentForeign,
                     &chain,
@@ -394,13 +565,39 @@ pub(super) fn verify_all(
                 }
                 _ => walk.lose_tree(m.first_seq),
             }
-            expected = m.last_seq + 1;
-            prev_hash = m.last_hash;
-            prev_file = Some(o.file.clone());
+            *expected = m.last_seq + 1;
+            *prev_hash = m.last_hash;
+            *prev_file = Some(o.file.clone());
+            *unlinked = false;
         });
-        walk.compare_here(prev_file.as_deref());
+        if !limited || options.to_ns.is_none() {
+            // Segments deleted after the last one still there.
+            walk.cross(&mut at, u64::MAX);
+        }
+        walk.compare_here(at.prev_file.as_deref());
+        if !limited {
+            for (first, (r, file)) in std::mem::take(&mut walk.receipts) {
+                walk.findings.push(finding(
+                    FindingKind::ReceiptForged,
+                    &chain,
+                    Some(&file),
+                    Some(first),
+                    format!(
+                        "the receipt claims seqs {first}..={} were deleted, but they do not start where a segment of this chain starts",
+                        r.last_seq
+                    ),
+                ));
+            }
+        }
+        let Position {
+            expected,
+            prev_file,
+            ..
+        } = at;
         summary.size = expected;
         summary.heads_matched = walk.heads_matched;
+        summary.receipts = walk.crossed;
+        summary.deleted_records = walk.crossed_records;
         let mut findings = std::mem::take(&mut walk.findings);
         if let Some((n, c)) = newest
             && n > expected

@@ -28,6 +28,9 @@ pub enum FindingKind {
     CheckpointForged,
     /// A segment of another chain or deployment, or a replayed copy of one of ours.
     SegmentForeign,
+    /// A deletion receipt whose signature does not verify, or which does not fit the chain
+    /// where it claims to (a forged excuse for a deleted segment).
+    ReceiptForged,
 }
 
 impl FindingKind {
@@ -44,6 +47,7 @@ impl FindingKind {
             Self::Rollback => "rollback",
             Self::CheckpointForged => "checkpoint_forged",
             Self::SegmentForeign => "segment_foreign",
+            Self::ReceiptForged => "receipt_forged",
         }
     }
 }

@@ -2,7 +2,6 @@
 //! every problem by attack class, with file and seq.
 //!
 //! - [`finding`]: the finding kinds and their report form;
-//! - `discover`: the segment files and checkpoint notes there are;
 //! - `segment`: checks inside one segment (content, seqs, links, root);
 //! - `chains`: checks across a chain's segments (gaps, overlaps, the tree against checkpoints,
 //!   consistency with a trusted checkpoint).
@@ -11,7 +10,6 @@
 //! chain's tree in seq order, so memory stays bounded by the window, not the store.
 
 mod chains;
-mod discover;
 pub mod finding;
 mod segment;
 
@@ -24,8 +22,10 @@ use crate::checkpoint::SignedCheckpoint;
 use crate::note::VerifierKey;
 pub use finding::{Finding, FindingKind};
 
-/// Segment files under a store root with their chain metadata (for `prove`).
-pub(crate) use discover::segments as discover_segments;
+/// Segment files under a store root with their chain metadata (for `prove` and retention).
+pub(crate) use crate::discover::{Listed, segments as discover_segments};
+/// The checks inside one segment (for retention, which deletes only segments that pass).
+pub(crate) use segment::check as check_segment;
 
 /// What to verify and against what.
 #[derive(Debug, Clone)]
@@ -57,6 +57,10 @@ pub struct ChainSummary {
     pub checkpoints: u64,
     /// Checkpoint sizes whose tree head was recomputed from the records and matched.
     pub heads_matched: u64,
+    /// Segments retention deleted, each crossed by its signed deletion receipt.
+    pub receipts: u64,
+    /// Records in them.
+    pub deleted_records: u64,
     /// The newest valid checkpoint's size, and when it was signed (Unix seconds).
     pub newest_checkpoint: Option<(u64, Option<u64>)>,
 }
@@ -85,10 +89,16 @@ pub type Progress<'a> = &'a (dyn Fn(u64, u64) + Sync);
 
 /// Verifies the store at `root`.
 pub fn verify(root: &Path, options: &VerifyOptions, progress: Progress<'_>) -> Result<Report> {
+    // Retention must not delete a segment between its listing and its check: a shared lock
+    // on its lock file (when the store has one and it can be opened) keeps it out meanwhile.
+    let _retention = std::fs::File::open(root.join("chain/retention.lock"))
+        .ok()
+        .filter(|f| f.lock_shared().is_ok());
     // Checkpoints first: a checkpoint is signed only after its segments are in place, so every
     // segment a checkpoint read here covers is listed below, even while a server keeps writing.
-    let notes = discover::checkpoints(root)?;
-    let listed = discover::segments(root)?;
+    let notes = crate::discover::checkpoints(root)?;
+    let listed = crate::discover::segments(root)?;
+    let receipts = crate::receipt::list(root)?;
     let trusted = options
         .trusted
         .as_ref()
@@ -102,7 +112,13 @@ pub fn verify(root: &Path, options: &VerifyOptions, progress: Progress<'_>) -> R
         findings: Vec::new(),
         notes: Vec::new(),
     };
-    chains::verify_all(root, options, listed, notes, trusted, &mut report, progress);
+    let found = chains::Found {
+        listed,
+        notes,
+        receipts,
+        trusted,
+    };
+    chains::verify_all(root, options, found, &mut report, progress);
     report.findings.sort_by(|a, b| {
         (&a.chain_id, a.seq, &a.file, a.kind).cmp(&(&b.chain_id, b.seq, &b.file, b.kind))
     });

@@ -10,7 +10,7 @@ use arrow::datatypes::Int64Type;
 use calltrail_schemas::canonical::RowEncoder;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::discover::Listed;
+use crate::discover::Listed;
 use super::finding::{Finding, FindingKind};
 use crate::chain::link::chain_hash;
 use crate::chain::segment::{SegmentMeta, footer_pairs};

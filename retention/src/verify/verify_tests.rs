@@ -56,6 +56,8 @@ fn write(path: &Path, batch: &RecordBatch, kv: Vec<KeyValue>) {
     let props = WriterProperties::builder()
         .set_key_value_metadata(Some(kv))
         .build();
+    // The sealed file is read-only: the attacker replaces it rather than writing into it.
+    let _ = std::fs::remove_file(path);
     let mut w =
         ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), Some(props)).unwrap();
     w.write(batch).unwrap();

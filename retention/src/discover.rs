@@ -1,10 +1,12 @@
-//! Finding what there is to verify: segment files (with their metadata, read cheaply) and
-//! checkpoint notes, each with where it came from.
+//! What a store holds: its segment files (with their chain metadata, read cheaply from the
+//! manifest, else the footer) and its checkpoint notes, each with where it came from. Verify,
+//! prove, retention, export and the forwarders all start here.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use calltrail_schemas::arrow_schema::{LLM_CALLS, TOOL_CALLS};
+use calltrail_schemas::audit::AUDIT_EVENTS;
 
 use crate::chain::checkpoint_log::read_log;
 use crate::chain::segment::{SegmentMeta, manifest_path, read_footer};
@@ -12,7 +14,7 @@ use crate::{Result, io_err};
 
 /// A segment file and what its manifest (else footer) says about it.
 #[derive(Debug, Clone)]
-pub(crate) struct Listed {
+pub struct Listed {
     /// Relative to the store root.
     pub file: PathBuf,
     /// Start of its hour partition, in nanoseconds, when the path has one.
@@ -62,30 +64,42 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     Ok(())
 }
 
-/// Every segment file under `root`, sorted by path.
-pub(crate) fn segments(root: &Path) -> Result<Vec<Listed>> {
+/// Every segment file under `root`, relative to it, sorted: the listing alone, without reading
+/// any file (for callers that keep what they read before).
+pub fn segment_files(root: &Path) -> Result<Vec<PathBuf>> {
     let mut paths = Vec::new();
-    for table in [TOOL_CALLS, LLM_CALLS] {
+    for table in [TOOL_CALLS, LLM_CALLS, AUDIT_EVENTS] {
         walk(&root.join(table), &mut paths)?;
     }
     paths.sort();
     Ok(paths
         .into_iter()
-        .map(|path| {
-            let manifest = std::fs::read(manifest_path(&path))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<SegmentMeta>(&b).ok());
-            let meta = manifest
-                .clone()
-                .or_else(|| read_footer(&path).ok().flatten());
-            let file = path.strip_prefix(root).unwrap_or(&path).to_owned();
-            Listed {
-                hour_ns: hour_of(&file),
-                file,
-                meta,
-                manifest,
-            }
-        })
+        .map(|p| p.strip_prefix(root).map(Path::to_path_buf).unwrap_or(p))
+        .collect())
+}
+
+/// The segment file `file` (relative to `root`) with what its manifest, else its footer, says.
+pub fn describe(root: &Path, file: PathBuf) -> Listed {
+    let path = root.join(&file);
+    let manifest = std::fs::read(manifest_path(&path))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<SegmentMeta>(&b).ok());
+    let meta = manifest
+        .clone()
+        .or_else(|| read_footer(&path).ok().flatten());
+    Listed {
+        hour_ns: hour_of(&file),
+        file,
+        meta,
+        manifest,
+    }
+}
+
+/// Every segment file under `root`, sorted by path, described.
+pub fn segments(root: &Path) -> Result<Vec<Listed>> {
+    Ok(segment_files(root)?
+        .into_iter()
+        .map(|f| describe(root, f))
         .collect())
 }
 
