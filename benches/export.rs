@@ -25,73 +25,16 @@ use std::time::Instant;
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::TimestampNanosecondType;
-use calltrail::workload::Workload;
-use calltrail_retention::chain::Chain;
 use calltrail_retention::export::{ExportOptions, Format, Selection, export, verify_export};
-use calltrail_retention::layout::{Layout, Partition};
 use calltrail_retention::note::SigningKey;
-use calltrail_retention::parquet_file::writer_properties;
-use calltrail_schemas::arrow_schema::{self, TOOL_CALLS};
-use calltrail_schemas::{Attributor, IngestContext, ToolCall, map_request};
+use calltrail_schemas::arrow_schema::TOOL_CALLS;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-const SEGMENT_ROWS: usize = 32_768;
+mod support;
+use support::{arg, build_store};
+
 const TENANT: &str = "acme-bank-eu";
-
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-/// Builds a store of `records` workload tool calls, as `benches/verify.rs` does.
-fn build(root: &Path, records: usize) -> SigningKey {
-    let key = SigningKey::generate("bench.calltrail").expect("key");
-    std::fs::create_dir_all(root).expect("store dir");
-    std::fs::write(root.join("bench.key"), key.to_text()).expect("key file");
-    let (feed, _) = tokio::sync::watch::channel(None);
-    let mut chain = Chain::open(root, &key, "bench.calltrail", feed).expect("chain");
-    let layout = Layout::new(root, "bench");
-    let base = 1_795_400_000_000_000_000i64;
-    let mut workload = Workload::new(7, base, 2_000_000);
-    let ctx = IngestContext {
-        observed_time_ns: base,
-        protocol: "otlp_grpc",
-        peer: Some("127.0.0.1:5555".into()),
-        source: None,
-    };
-    let attributor = Attributor::default();
-    let started = Instant::now();
-    let (mut done, mut buf, mut n) = (0usize, Vec::<ToolCall>::new(), 0i64);
-    while done < records {
-        buf.extend(map_request(&workload.next_request(1000), &ctx, &attributor).tool_calls);
-        while buf.len() >= SEGMENT_ROWS || (done + buf.len() >= records && !buf.is_empty()) {
-            let take = buf.len().min(SEGMENT_ROWS).min(records - done);
-            let rows: Vec<ToolCall> = buf.drain(..take).collect();
-            let refs: Vec<&ToolCall> = rows.iter().collect();
-            let batch = arrow_schema::tool_calls_batch(&refs).expect("batch");
-            let dir = layout.partition_dir(TOOL_CALLS, Partition::of(rows[0].start_time_ns));
-            let name = layout.next_file_name(n, n as u64, n as u64);
-            chain
-                .seal(TOOL_CALLS, &dir, &name, &batch, |kv| {
-                    writer_properties(1, 9, kv)
-                })
-                .expect("seal");
-            n += 1;
-            done += take;
-            if done >= records {
-                buf.clear();
-                break;
-            }
-        }
-    }
-    println!(
-        "built {done} records in {n} segments in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    key
-}
 
 fn parquet_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).expect("list").flatten() {
@@ -227,7 +170,7 @@ fn main() {
         let text = std::fs::read_to_string(root.join("bench.key")).expect("key file");
         SigningKey::parse(&text).expect("key")
     } else {
-        build(&root, records)
+        build_store(&root, records)
     };
     let out_tmp = tempfile::tempdir().expect("tempdir");
     let out = arg(&args, "--out").map_or_else(|| out_tmp.path().to_owned(), PathBuf::from);

@@ -37,13 +37,10 @@ use calltrail_schemas::arrow_schema::{self, TOOL_CALLS};
 use calltrail_schemas::canonical::RowEncoder;
 use calltrail_schemas::{Attributor, IngestContext, OperationClass, ToolCall, map_request};
 
-const HOUR_NS: i64 = 3_600_000_000_000;
+mod support;
+use support::arg;
 
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
+const HOUR_NS: i64 = 3_600_000_000_000;
 
 /// Seals `segments` segments of `rows` reads each, one per hour from `base` (ns).
 fn build(root: &Path, key: &SigningKey, segments: usize, rows: usize, base: i64) {

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow};
+use calltrail_collector::forward::ForwardConfig;
 use calltrail_collector::{AuthConfig, Authenticator, ReceiverConfig, WalConfig};
 use calltrail_retention::StoreConfig;
 use calltrail_retention::chain::IntegrityConfig;
@@ -39,6 +40,8 @@ pub struct Config {
     pub attribution: AttributionConfig,
     /// Calltrail's own metrics: `GET /metrics` and optional OTLP push.
     pub telemetry: TelemetryConfig,
+    /// SIEM forwarding: named destinations over Kafka, syslog and OTLP.
+    pub forward: ForwardConfig,
 }
 
 impl Default for Config {
@@ -54,6 +57,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             attribution: AttributionConfig::default(),
             telemetry: TelemetryConfig::default(),
+            forward: ForwardConfig::default(),
         }
     }
 }
@@ -81,6 +85,16 @@ impl Config {
             rebase(&mut tls.key_file);
             tls.client_ca_file.as_mut().map(rebase);
         }
+        for d in &mut config.forward.destinations {
+            if let Some(tls) = d.syslog.as_mut().and_then(|s| s.tls.as_mut()) {
+                rebase(&mut tls.ca_file);
+                tls.client_cert.as_mut().map(rebase);
+                tls.client_key.as_mut().map(rebase);
+            }
+            if let Some(o) = d.otlp.as_mut() {
+                o.ca_file.as_mut().map(rebase);
+            }
+        }
         config
             .validate()
             .map_err(|e| anyhow!("config file {}: {e}", path.display()))?;
@@ -106,6 +120,7 @@ impl Config {
         self.retention.validate()?;
         self.attribution.validate()?;
         self.telemetry.validate()?;
+        self.forward.validate().map_err(|e| anyhow!(e))?;
         Ok(())
     }
 

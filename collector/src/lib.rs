@@ -9,6 +9,7 @@
 pub mod admission;
 pub mod auth;
 pub mod config;
+pub mod forward;
 pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod otlp_json;
@@ -18,6 +19,8 @@ pub mod retry_info;
 pub mod tls;
 pub mod wal;
 
+#[cfg(test)]
+mod test_pki;
 #[cfg(test)]
 mod test_stack;
 

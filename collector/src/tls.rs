@@ -160,7 +160,7 @@ impl TlsConfig {
     pub fn load(&self) -> Result<ServerTls, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let chain = read_certs(CERT_FILE, &self.cert_file)?;
-        let key = read_key(&self.key_file)?;
+        let key = read_key(KEY_FILE, &self.key_file)?;
         let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
             .map_err(|e| invalid(KEY_FILE, &self.key_file, e.to_string()))?;
@@ -191,7 +191,7 @@ impl TlsConfig {
     }
 }
 
-fn invalid(key: &'static str, path: &Path, problem: String) -> TlsError {
+pub(crate) fn invalid(key: &'static str, path: &Path, problem: String) -> TlsError {
     TlsError::Invalid {
         key,
         path: path.to_path_buf(),
@@ -208,7 +208,7 @@ fn read(key: &'static str, path: &Path) -> Result<Vec<u8>, TlsError> {
 }
 
 /// Describes a PEM error without quoting the file (which may hold a private key).
-fn pem_problem(e: &pem::Error) -> String {
+pub(crate) fn pem_problem(e: &pem::Error) -> String {
     match e {
         pem::Error::MissingSectionEnd { .. } => "a PEM section has no END line".into(),
         pem::Error::IllegalSectionStart { .. } => "a PEM BEGIN line is malformed".into(),
@@ -219,8 +219,12 @@ fn pem_problem(e: &pem::Error) -> String {
     }
 }
 
-/// Every `CERTIFICATE` block of a PEM file; at least one.
-fn read_certs(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+/// Every `CERTIFICATE` block of a PEM file; at least one. `key` names the setting in errors
+/// (the receivers', syslog's and OTLP out's TLS files all load through here).
+pub(crate) fn read_certs(
+    key: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bytes = read(key, path)?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
@@ -236,8 +240,8 @@ fn read_certs(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'stat
 }
 
 /// The first private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let bytes = read(KEY_FILE, path)?;
+pub(crate) fn read_key(key: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let bytes = read(key, path)?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| {
         let problem = match e {
             pem::Error::NoItemsFound => {
@@ -245,8 +249,23 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
             }
             other => pem_problem(&other),
         };
-        invalid(KEY_FILE, path, problem)
+        invalid(key, path, problem)
     })
+}
+
+/// The certificates of a PEM file as trust anchors, each checked to be a usable CA.
+pub(crate) fn read_roots(key: &'static str, path: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for (i, ca) in read_certs(key, path)?.into_iter().enumerate() {
+        roots.add(ca).map_err(|e| {
+            invalid(
+                key,
+                path,
+                format!("certificate #{} is not a usable CA certificate: {e}", i + 1),
+            )
+        })?;
+    }
+    Ok(roots)
 }
 
 fn client_verifier(
@@ -254,16 +273,7 @@ fn client_verifier(
     mode: ClientAuth,
     provider: Arc<CryptoProvider>,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
-    let mut roots = RootCertStore::empty();
-    for (i, ca) in read_certs(CLIENT_CA_FILE, path)?.into_iter().enumerate() {
-        roots.add(ca).map_err(|e| {
-            invalid(
-                CLIENT_CA_FILE,
-                path,
-                format!("certificate #{} is not a usable CA certificate: {e}", i + 1),
-            )
-        })?;
-    }
+    let roots = read_roots(CLIENT_CA_FILE, path)?;
     let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
     let builder = if mode == ClientAuth::Optional {
         builder.allow_unauthenticated()
@@ -299,43 +309,18 @@ pub fn subject_of(cert: &CertificateDer<'_>) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_pki::Pki;
 
-    struct Pki {
-        dir: tempfile::TempDir,
+    /// The receivers' use of the shared test PKI.
+    trait ReceiverPki {
+        fn config(&self) -> TlsConfig;
     }
 
-    impl Pki {
-        fn new() -> Self {
-            let dir = tempfile::tempdir().unwrap();
-            let ca_key = rcgen::KeyPair::generate().unwrap();
-            let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-            ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-            ca.distinguished_name
-                .push(rcgen::DnType::CommonName, "Test CA");
-            let ca_cert = ca.self_signed(&ca_key).unwrap();
-            let issuer = rcgen::Issuer::new(ca, ca_key);
-            let key = rcgen::KeyPair::generate().unwrap();
-            let leaf = rcgen::CertificateParams::new(vec!["localhost".to_string()])
-                .unwrap()
-                .signed_by(&key, &issuer)
-                .unwrap();
-            let other_key = rcgen::KeyPair::generate().unwrap();
-            let w = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
-            w("ca.pem", ca_cert.pem());
-            w("cert.pem", leaf.pem());
-            w("key.pem", key.serialize_pem());
-            w("other-key.pem", other_key.serialize_pem());
-            Pki { dir }
-        }
-
-        fn path(&self, name: &str) -> PathBuf {
-            self.dir.path().join(name)
-        }
-
+    impl ReceiverPki for Pki {
         fn config(&self) -> TlsConfig {
             TlsConfig {
-                cert_file: self.path("cert.pem"),
-                key_file: self.path("key.pem"),
+                cert_file: self.path("server.pem"),
+                key_file: self.path("server-key.pem"),
                 client_ca_file: None,
                 client_auth: None,
                 handshake_timeout_ms: default_handshake_timeout_ms(),
@@ -453,7 +438,7 @@ mod tests {
         assert!(e.contains("not valid base64"), "{e}");
 
         let mut c = pki.config();
-        c.key_file = pki.path("cert.pem");
+        c.key_file = pki.path("server.pem");
         let e = load_err(&c);
         assert!(
             e.starts_with("receivers.tls.key_file: ") && e.contains("no PEM private key"),
@@ -467,7 +452,7 @@ mod tests {
         );
 
         let mut c = pki.config();
-        c.client_ca_file = Some(pki.path("key.pem"));
+        c.client_ca_file = Some(pki.path("server-key.pem"));
         let e = load_err(&c);
         assert!(
             e.starts_with("receivers.tls.client_ca_file: ") && e.contains("no PEM certificate"),
@@ -478,7 +463,7 @@ mod tests {
     #[test]
     fn errors_never_quote_the_key_file() {
         let pki = Pki::new();
-        let key_text = std::fs::read_to_string(pki.path("key.pem")).unwrap();
+        let key_text = std::fs::read_to_string(pki.path("server-key.pem")).unwrap();
         let body_line = key_text.lines().nth(1).unwrap();
         let bad = key_text.replacen("-----END PRIVATE KEY-----", "", 1);
         std::fs::write(pki.path("bad-key.pem"), bad).unwrap();

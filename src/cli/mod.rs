@@ -3,6 +3,7 @@
 mod checkpoint;
 mod demo;
 mod export;
+mod forward;
 mod hold;
 mod ingest_token;
 mod keygen;
@@ -53,6 +54,8 @@ enum Command {
     Hold(hold::HoldArgs),
     /// The state of a data directory: chain, newest checkpoint, retention per class, holds.
     Status(status::StatusArgs),
+    /// SIEM forwarding: `forward test NAME` sends one test event to a destination.
+    Forward(forward::ForwardArgs),
     /// Write a compliance bundle: the records a filter selects, a proof of each against a
     /// signed checkpoint, and a signed manifest of every file.
     Export(export::ExportArgs),
@@ -122,6 +125,7 @@ pub(crate) fn main() -> ExitCode {
             Command::Retention(args) => retention::run(&args),
             Command::Hold(args) => hold::run(args).await,
             Command::Status(args) => status::run(&args),
+            Command::Forward(args) => forward::run(args).await,
             Command::Export(args) => export::run_export(&args),
             Command::VerifyExport(args) => export::run_verify_export(&args),
         }

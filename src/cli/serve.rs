@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use calltrail::telemetry::Telemetry;
+use calltrail_collector::forward::Forwarders;
 use calltrail_collector::wal::{self, RecoveryReport, WalStats};
 use calltrail_collector::{Pipeline, Receivers, WalWriter};
 use calltrail_retention::chain::keys;
@@ -169,6 +170,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         config.receivers.memory_budget_mib << 20,
     );
     telemetry.observe_ingest(pipeline.stats());
+    // After recovery, so the store holds every acknowledged record before forwarding reads it.
+    let forwarders = Forwarders::start(&config.forward, &config.data_dir, &writer.checkpoints())?;
+    telemetry.observe_forward(forwarders.stats());
     let receivers = Receivers::start(
         &config.receivers,
         auth,
@@ -202,6 +206,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         drop(pipeline);
         wal.shutdown().await;
         let stats = writer.shutdown().await;
+        // Last: what the writer sealed while draining goes out now or at the next start.
+        forwarders.shutdown().await;
         if let Err(e) = checkpointer.await {
             tracing::error!(error = %e, "The checkpoint task failed.");
         }

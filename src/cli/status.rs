@@ -45,11 +45,60 @@ struct RetentionStatus {
 }
 
 #[derive(Debug, Serialize)]
+struct DestinationStatus {
+    name: String,
+    /// Sealed records past its cursor (before filtering).
+    lag_records: u64,
+    /// Seconds since the oldest of them was sealed; 0 when caught up.
+    lag_seconds: u64,
+    /// Events in its dead-letter file.
+    dead_letters: u64,
+    /// Per chain, the next seq it will be sent.
+    cursor: std::collections::BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Serialize)]
 struct Status<'a> {
     data_dir: String,
     chain: Option<ChainStatus>,
     retention: RetentionStatus,
     holds: Vec<&'a Hold>,
+    forwarding: Vec<DestinationStatus>,
+}
+
+/// Each configured destination's position, from its cursor file and the store.
+fn forwarding(config: &calltrail::config::Config) -> Result<Vec<DestinationStatus>> {
+    use calltrail_collector::forward::cursor::Cursor;
+    use calltrail_collector::forward::dead_letter;
+    use calltrail_collector::forward::source::StoreSource;
+    let root = &config.data_dir;
+    let mut out = Vec::new();
+    for d in &config.forward.destinations {
+        let cursor = Cursor::load(root, &d.name)?.unwrap_or_default();
+        let backlog = StoreSource::new(root).pending(&cursor)?;
+        let lag_seconds = backlog
+            .segments
+            .values()
+            .filter_map(|s| s.first()?.sealed_at)
+            .min()
+            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+            .map_or(0, |d| d.as_secs());
+        let ends = backlog.ends;
+        let lag_records = ends
+            .iter()
+            .map(|(chain, end)| end.saturating_sub(cursor.next(chain)))
+            .sum();
+        let dead_letters = std::fs::read(dead_letter::path(root, &d.name))
+            .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count() as u64);
+        out.push(DestinationStatus {
+            name: d.name.clone(),
+            lag_records,
+            lag_seconds,
+            dead_letters,
+            cursor: cursor.next_seq,
+        });
+    }
+    Ok(out)
 }
 
 pub(crate) fn run(args: &StatusArgs) -> Result<()> {
@@ -99,6 +148,7 @@ pub(crate) fn run(args: &StatusArgs) -> Result<()> {
             receipts,
         },
         holds: holds.active().collect(),
+        forwarding: forwarding(&config)?,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&status)?);
@@ -146,6 +196,18 @@ fn print_status(s: &Status<'_>) {
         "  due now: {} segment(s), {} records; kept past expiry by holds: {}; deleted so far: {} (signed receipts)",
         r.due_segments, r.due_records, r.held_segments, r.receipts
     );
+    println!();
+    if s.forwarding.is_empty() {
+        println!("Forwarding: no destination configured");
+    } else {
+        println!("Forwarding");
+        for d in &s.forwarding {
+            println!(
+                "  {:<20} lag {} records, {} s; {} dead letters",
+                d.name, d.lag_records, d.lag_seconds, d.dead_letters
+            );
+        }
+    }
     println!();
     if s.holds.is_empty() {
         println!("Legal holds: none in force");

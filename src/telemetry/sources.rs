@@ -24,6 +24,13 @@
 //! | `calltrail_wal_segments_total{event}` | counter | `segments_created`, `segments_deleted` |
 //! | `calltrail_wal_recovered_frames` / `calltrail_wal_recovery_cuts` | gauge | the last recovery |
 //! | `calltrail_wal_fsync_duration_seconds` | histogram | recorded by the appender at each fsync |
+//! | `calltrail_forward_delivered_total{destination}` | counter | `DestinationStats::delivered` |
+//! | `calltrail_forward_dead_letters_total{destination}` | counter | `dead_letters` |
+//! | `calltrail_forward_retries_total{destination}` | counter | `retries` |
+//! | `calltrail_forward_skipped_total{destination}` | counter | `skipped` (deleted by retention before delivery) |
+//! | `calltrail_forward_lag_records{destination}` | gauge | `lag_records()` |
+//! | `calltrail_forward_lag_seconds{destination}` | gauge | `lag_seconds()` |
+//! | `calltrail_forward_up{destination}` | gauge | `up` (1 while sends succeed) |
 //!
 //! Each `observe_*` registers callbacks for the life of the meter provider: call it once per
 //! component instance.
@@ -31,6 +38,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use calltrail_collector::forward::DestinationStats;
 use calltrail_collector::pipeline::IngestStats;
 use calltrail_collector::wal::{WalHandle, WalStats};
 use calltrail_retention::StoreStats;
@@ -180,6 +188,83 @@ impl Telemetry {
             stats,
             vec![(vec![], |s| &s.duplicates)],
         );
+    }
+
+    /// Each forwarding destination's delivery and lag (`Forwarders::stats`).
+    pub fn observe_forward(&self, destinations: &[Arc<DestinationStats>]) {
+        let m = self.meter();
+        let all: Arc<Vec<Arc<DestinationStats>>> = Arc::new(destinations.to_vec());
+        type Read = fn(&DestinationStats) -> u64;
+        let counters: [(&'static str, &'static str, &'static str, Read); 4] = [
+            (
+                "calltrail.forward.delivered",
+                "{event}",
+                "Events a destination confirmed.",
+                |s| s.delivered.load(Ordering::Relaxed),
+            ),
+            (
+                "calltrail.forward.dead_letters",
+                "{event}",
+                "Events a destination refused for good, kept in its dead-letter file.",
+                |s| s.dead_letters.load(Ordering::Relaxed),
+            ),
+            (
+                "calltrail.forward.retries",
+                "{attempt}",
+                "Failed send attempts (each retried).",
+                |s| s.retries.load(Ordering::Relaxed),
+            ),
+            (
+                "calltrail.forward.skipped",
+                "{record}",
+                "Records retention deleted before a destination received them.",
+                |s| s.skipped.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, unit, description, read) in counters {
+            let all = Arc::clone(&all);
+            m.u64_observable_counter(name)
+                .with_unit(unit)
+                .with_description(description)
+                .with_callback(move |o| {
+                    for d in all.iter() {
+                        o.observe(read(d), &[KeyValue::new("destination", d.name.clone())]);
+                    }
+                })
+                .build();
+        }
+        let gauges: [(&'static str, &'static str, &'static str, Read); 3] = [
+            (
+                "calltrail.forward.lag.records",
+                "{record}",
+                "Sealed records a destination has not received yet.",
+                |s| s.lag_records(),
+            ),
+            (
+                "calltrail.forward.lag",
+                "s",
+                "Seconds since the oldest record a destination has not received was sealed; 0 when caught up.",
+                |s| s.lag_seconds(),
+            ),
+            (
+                "calltrail.forward.up",
+                "1",
+                "1 while a destination's sends succeed, 0 while they fail.",
+                |s| u64::from(s.up.load(Ordering::Relaxed)),
+            ),
+        ];
+        for (name, unit, description, read) in gauges {
+            let all = Arc::clone(&all);
+            m.u64_observable_gauge(name)
+                .with_unit(unit)
+                .with_description(description)
+                .with_callback(move |o| {
+                    for d in all.iter() {
+                        o.observe(read(d), &[KeyValue::new("destination", d.name.clone())]);
+                    }
+                })
+                .build();
+        }
     }
 
     /// The write-ahead log (`WalStats`, and the queue of `wal`).

@@ -103,6 +103,20 @@ impl Server {
     }
 
     fn spawn(&mut self) {
+        self.spawn_on("127.0.0.1:0", "127.0.0.1:0");
+    }
+
+    /// Starts the server again on the addresses it had, so that clients configured with them
+    /// (another server forwarding to this one) reconnect; stops it first when it runs.
+    pub fn restart_on_same_ports(&mut self) {
+        if self.child.is_some() {
+            self.stop();
+        }
+        let (grpc, http) = (self.grpc.to_string(), self.http.to_string());
+        self.spawn_on(&grpc, &http);
+    }
+
+    fn spawn_on(&mut self, grpc: &str, http: &str) {
         assert!(self.child.is_none(), "server already running");
         let _ = std::fs::remove_file(self.ready_file());
         let log = std::fs::OpenOptions::new()
@@ -114,7 +128,7 @@ impl Server {
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(self.data_dir())
-            .args(["--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(["--grpc-addr", grpc, "--http-addr", http])
             .arg("--ready-file")
             .arg(self.ready_file());
         if let Some(config) = &self.config {

@@ -6,12 +6,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::discover::{Listed, StoredNote};
 use super::finding::{Finding, FindingKind};
 use super::segment::{self, SegmentOutcome};
 use super::{ChainSummary, Progress, Report, VerifyOptions};
 use crate::chain::link::genesis;
 use crate::checkpoint::{CheckpointError, SignedCheckpoint};
+use crate::discover::{Listed, StoredNote};
 use crate::merkle::{self, Hash};
 use crate::receipt::{DeletionReceipt, StoredReceipt};
 use crate::tree::{Frontier, ProofBuilder};

@@ -10,10 +10,10 @@ use arrow::datatypes::Int64Type;
 use calltrail_schemas::canonical::RowEncoder;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use crate::discover::Listed;
 use super::finding::{Finding, FindingKind};
 use crate::chain::link::chain_hash;
 use crate::chain::segment::{SegmentMeta, footer_pairs};
+use crate::discover::Listed;
 use crate::merkle::{self, Hash};
 
 /// Findings listed per kind and segment before the rest are summarised.
