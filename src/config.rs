@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 use calltrail_collector::forward::ForwardConfig;
 use calltrail_collector::{AuthConfig, Authenticator, ReceiverConfig, WalConfig};
+use calltrail_query::QueryLimits;
 use calltrail_retention::StoreConfig;
 use calltrail_retention::chain::IntegrityConfig;
 use calltrail_retention::policy::RetentionConfig;
@@ -42,6 +43,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// SIEM forwarding: named destinations over Kafka, syslog and OTLP.
     pub forward: ForwardConfig,
+    /// Bounds on every SQL query: rows, time, memory, size.
+    pub query: QueryLimits,
 }
 
 impl Default for Config {
@@ -58,6 +61,7 @@ impl Default for Config {
             attribution: AttributionConfig::default(),
             telemetry: TelemetryConfig::default(),
             forward: ForwardConfig::default(),
+            query: QueryLimits::default(),
         }
     }
 }
@@ -121,6 +125,7 @@ impl Config {
         self.attribution.validate()?;
         self.telemetry.validate()?;
         self.forward.validate().map_err(|e| anyhow!(e))?;
+        self.query.validate().map_err(|e| anyhow!(e))?;
         Ok(())
     }
 

@@ -1,10 +1,19 @@
-//! A DataFusion session over the store and read-only execution.
+//! A DataFusion session over the store and read-only, bounded execution.
 //!
 //! Tables are Hive-partitioned listing tables (`date`, `hour` partition columns), so filters on
-//! them prune whole directories; views are SQL files in `query/sql/`, registered at start.
+//! them prune whole directories; views are SQL files in `query/sql/`.
+//!
+//! Every query runs in a session of its own, with its own memory pool: one runaway query fails
+//! alone ("resources exhausted"), never the server or its neighbours. Only queries are planned
+//! (no DDL, DML, `COPY` or statements such as `SET`); the session has no `information_schema`,
+//! no URL tables (`SELECT * FROM '/etc/passwd'`) and no file-reading table functions, so SQL can
+//! read the store's tables and nothing else. A query longer than `max_sql_bytes` is refused
+//! before parsing, one running past `timeout_ms` is cancelled, and a result of more than
+//! `max_rows` rows is an error rather than a silent cut.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
@@ -16,30 +25,66 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::LogicalPlan;
+use serde::Deserialize;
 
 use crate::{Error, Result};
 
 /// SQL files defining views, in registration order.
-const VIEWS: &[(&str, &str)] = &[("calls", include_str!("../sql/calls.sql"))];
+const VIEWS: &[(&str, &str)] = &[
+    ("calls", include_str!("../sql/calls.sql")),
+    ("sessions", include_str!("../sql/sessions.sql")),
+];
 
-/// Bounds on one query.
-#[derive(Debug, Clone)]
+/// Bounds on one query: the `[query]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct QueryLimits {
-    /// Rows returned at most; more is an error rather than a silent cut.
+    /// Rows returned at most; more is an error rather than a silent cut. Default 1000000.
     pub max_rows: usize,
+    /// Wall time a query may run before it is cancelled, in ms. Default 30000.
+    pub timeout_ms: u64,
+    /// Memory one query may hold (sorts, joins, aggregations), in MiB. Default 1024.
+    pub memory_limit_mib: usize,
+    /// The longest SQL text accepted, in bytes. Default 65536.
+    pub max_sql_bytes: usize,
 }
 
 impl Default for QueryLimits {
     fn default() -> Self {
         Self {
             max_rows: 1_000_000,
+            timeout_ms: 30_000,
+            memory_limit_mib: 1024,
+            max_sql_bytes: 64 * 1024,
         }
+    }
+}
+
+impl QueryLimits {
+    /// Checks every bound; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(1..=100_000_000).contains(&self.max_rows) {
+            return Err("query.max_rows: must be between 1 and 100000000".into());
+        }
+        if !(100..=3_600_000).contains(&self.timeout_ms) {
+            return Err("query.timeout_ms: must be between 100 and 3600000".into());
+        }
+        if !(16..=1_048_576).contains(&self.memory_limit_mib) {
+            return Err("query.memory_limit_mib: must be between 16 and 1048576".into());
+        }
+        if !(256..=16 * 1024 * 1024).contains(&self.max_sql_bytes) {
+            return Err("query.max_sql_bytes: must be between 256 and 16777216".into());
+        }
+        Ok(())
     }
 }
 
 /// A query engine over one data directory.
 pub struct Engine {
-    ctx: SessionContext,
+    data_dir: PathBuf,
     limits: QueryLimits,
 }
 
@@ -90,10 +135,31 @@ fn read_only() -> SQLOptions {
 }
 
 impl Engine {
-    /// Registers the store's tables and views over `data_dir`.
+    /// An engine over the store in `data_dir`. Builds one session at once, so a broken view
+    /// is reported here rather than at the first query.
     pub async fn open(data_dir: &Path, limits: QueryLimits) -> Result<Self> {
+        limits.validate().map_err(Error::Plan)?;
+        let engine = Self {
+            data_dir: data_dir.to_owned(),
+            limits,
+        };
+        engine.session().await?;
+        Ok(engine)
+    }
+
+    /// A fresh session: the store's tables and views, and a memory pool of its own.
+    async fn session(&self) -> Result<SessionContext> {
+        let data_dir = self.data_dir.as_path();
         let config = SessionConfig::new().with_information_schema(false);
-        let ctx = SessionContext::new_with_config(config);
+        // No spilling: the memory limit is a hard bound, and queries write nothing to disk.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
+            .with_memory_limit(self.limits.memory_limit_mib << 20, 1.0)
+            .build_arc()
+            .map_err(internal)?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
         register_table(
             &ctx,
             data_dir,
@@ -112,23 +178,61 @@ impl Engine {
                 .await
                 .map_err(|e| Error::Internal(format!("view {name}: {e}")))?;
         }
-        Ok(Self { ctx, limits })
+        Ok(ctx)
+    }
+
+    /// The bounds queries run under.
+    pub fn limits(&self) -> &QueryLimits {
+        &self.limits
     }
 
     /// Runs one read-only SQL query and collects its results.
     pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
-        let df = self
-            .ctx
-            .sql_with_options(sql, read_only())
+        if sql.len() > self.limits.max_sql_bytes {
+            return Err(Error::Plan(format!(
+                "the query is {} bytes; at most {} are accepted (query.max_sql_bytes)",
+                sql.len(),
+                self.limits.max_sql_bytes
+            )));
+        }
+        let ctx = self.session().await?;
+        let run = async {
+            let df = ctx
+                .sql_with_options(sql, read_only())
+                .await
+                .map_err(|e| Error::Plan(e.to_string()))?;
+            // EXPLAIN must stay the root of its plan; its few rows need no cap.
+            let explain = matches!(
+                df.logical_plan(),
+                LogicalPlan::Explain(_) | LogicalPlan::Analyze(_)
+            );
+            let df = if explain {
+                df
+            } else {
+                df.limit(0, Some(self.limits.max_rows + 1))
+                    .map_err(|e| Error::Plan(e.to_string()))?
+            };
+            df.collect().await.map_err(|e| {
+                let text = e.to_string();
+                if text.contains("Resources exhausted") {
+                    Error::Execution(format!(
+                        "the query needs more memory than query.memory_limit_mib ({} MiB) allows: {text}",
+                        self.limits.memory_limit_mib
+                    ))
+                } else {
+                    Error::Execution(text)
+                }
+            })
+        };
+        // Dropping the query's future on timeout cancels its plan and frees its memory.
+        let batches = tokio::time::timeout(Duration::from_millis(self.limits.timeout_ms), run)
             .await
-            .map_err(|e| Error::Plan(e.to_string()))?;
-        let df = df
-            .limit(0, Some(self.limits.max_rows + 1))
-            .map_err(|e| Error::Plan(e.to_string()))?;
-        let batches = df
-            .collect()
-            .await
-            .map_err(|e| Error::Execution(e.to_string()))?;
+            .map_err(|_| {
+                Error::Execution(format!(
+                    "the query ran longer than query.timeout_ms ({} ms) and was cancelled",
+                    self.limits.timeout_ms
+                ))
+            })??;
         let rows: usize = batches.iter().map(RecordBatch::num_rows).sum();
         if rows > self.limits.max_rows {
             return Err(Error::Execution(format!(

@@ -183,9 +183,15 @@ async fn writes_and_statements_are_refused() {
 #[tokio::test]
 async fn row_cap_is_an_error_not_a_silent_cut() {
     let dir = store(&["v2-stdio-auto-traces-001.pb"], false).await;
-    let e = Engine::open(dir.path(), QueryLimits { max_rows: 3 })
-        .await
-        .unwrap();
+    let e = Engine::open(
+        dir.path(),
+        QueryLimits {
+            max_rows: 3,
+            ..QueryLimits::default()
+        },
+    )
+    .await
+    .unwrap();
     let err = e.query("SELECT * FROM tool_calls").await.unwrap_err();
     assert!(err.to_string().contains("more than 3 rows"), "{err}");
     assert_eq!(
@@ -285,4 +291,177 @@ mod synthetic {
         );
         assert_eq!(strings(&b, "team"), ["-", "-", "payments"]);
     }
+}
+
+/// The hostile corpus (`tests/fixtures/sql/hostile.txt`): every `refuse` line is refused at
+/// planning (a 400, nothing run), every `fail` line ends in an error, every `allow` line runs;
+/// no file outside the store is read or written.
+#[tokio::test]
+async fn the_hostile_corpus_is_refused_or_contained() {
+    let dir = store(&["v2-stdio-auto-traces-001.pb"], false).await;
+    let e = Engine::open(
+        dir.path(),
+        QueryLimits {
+            max_rows: 10_000,
+            timeout_ms: 5_000,
+            memory_limit_mib: 64,
+            ..QueryLimits::default()
+        },
+    )
+    .await
+    .unwrap();
+    let corpus = include_str!("../../tests/fixtures/sql/hostile.txt");
+    let mut counts = (0, 0, 0);
+    for line in corpus
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (kind, sql) = line.split_once('|').unwrap();
+        let result = e.query(sql).await;
+        match kind {
+            "refuse" => {
+                counts.0 += 1;
+                assert!(
+                    matches!(result, Err(Error::Plan(_))),
+                    "not refused at planning: {sql}: {result:?}"
+                );
+            }
+            "fail" => {
+                counts.1 += 1;
+                assert!(result.is_err(), "not bounded: {sql}");
+            }
+            "allow" => {
+                counts.2 += 1;
+                assert!(result.is_ok(), "a plain query failed: {sql}: {result:?}");
+            }
+            other => panic!("unknown kind {other:?} in the corpus"),
+        }
+    }
+    assert!(counts.0 >= 50, "at least 50 hostile statements: {counts:?}");
+    for i in 1..=4 {
+        for ext in ["csv", "parquet", "json"] {
+            let p = format!("/tmp/calltrail-hostile-{i}.{ext}");
+            assert!(!std::path::Path::new(&p).exists(), "{p} was written");
+        }
+    }
+
+    // Very deep and very long queries are refused, not crashed on.
+    let deep = format!("SELECT {}1{}", "(".repeat(5_000), ")".repeat(5_000));
+    assert!(e.query(&deep).await.is_err(), "a 5000-deep expression");
+    let long = format!("SELECT '{}'", "x".repeat(70_000));
+    let err = e.query(&long).await.unwrap_err();
+    assert!(err.to_string().contains("query.max_sql_bytes"), "{err}");
+}
+
+#[tokio::test]
+async fn a_runaway_query_is_cancelled_and_the_engine_goes_on() {
+    let dir = store(&["v2-stdio-auto-traces-001.pb"], false).await;
+    let e = Engine::open(
+        dir.path(),
+        QueryLimits {
+            timeout_ms: 300,
+            ..QueryLimits::default()
+        },
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let err = e
+        .query("SELECT count(*) FROM generate_series(1, 10000000000)")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("query.timeout_ms"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    assert!(e.query("SELECT count(*) FROM tool_calls").await.is_ok());
+
+    // A query needing more memory than its pool fails alone.
+    let small = Engine::open(
+        dir.path(),
+        QueryLimits {
+            memory_limit_mib: 16,
+            timeout_ms: 20_000,
+            ..QueryLimits::default()
+        },
+    )
+    .await
+    .unwrap();
+    let err = small
+        .query("SELECT count(*) FROM (SELECT value % 2999999 AS k, count(*) AS n FROM generate_series(1, 3000000) GROUP BY 1) WHERE n > 0")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("memory"), "{err}");
+    assert!(small.query("SELECT count(*) FROM tool_calls").await.is_ok());
+}
+
+#[tokio::test]
+async fn sessions_group_calls_by_session_or_trace() {
+    let dir = store(
+        &["v2-stdio-auto-traces-001.pb", "v2-stdio-auto-traces-002.pb"],
+        false,
+    )
+    .await;
+    let e = Engine::open(dir.path(), QueryLimits::default())
+        .await
+        .unwrap();
+    let calls = count(&e.query("SELECT count(*) FROM calls").await.unwrap());
+    let summed = e
+        .query("SELECT CAST(sum(calls) AS BIGINT) FROM sessions")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(&summed),
+        calls,
+        "every call is in exactly one session"
+    );
+    let keys = count(
+        &e.query(
+            "SELECT count(DISTINCT CASE WHEN session_id IS NOT NULL THEN 'session:' || session_id ELSE 'trace:' || trace_id END) FROM calls",
+        )
+        .await
+        .unwrap(),
+    );
+    let sessions = count(&e.query("SELECT count(*) FROM sessions").await.unwrap());
+    assert_eq!(sessions, keys);
+}
+
+/// Partition pruning: a filter on `date` (and `hour`) reads only that partition's files.
+#[tokio::test]
+async fn a_one_day_query_reads_one_day() {
+    let dir = store(&["v2-stdio-auto-traces-001.pb"], false).await;
+    let table = dir.path().join("tool_calls");
+    let mut files = Vec::new();
+    let mut stack = vec![table.clone()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                files.push(p);
+            }
+        }
+    }
+    let other = table.join("date=2000-01-01").join("hour=00");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::copy(&files[0], other.join("old.parquet")).unwrap();
+    let e = Engine::open(dir.path(), QueryLimits::default())
+        .await
+        .unwrap();
+    let plan = e
+        .query("EXPLAIN SELECT count(DISTINCT event_id) FROM tool_calls WHERE date = '2000-01-01'")
+        .await
+        .unwrap();
+    let text = strings(&plan, "plan").join("\n");
+    assert!(text.contains("date=2000-01-01"), "{text}");
+    assert!(
+        !text.contains(files[0].file_name().unwrap().to_str().unwrap()),
+        "another day's file is in the plan:\n{text}"
+    );
+    let one_day = count(
+        &e.query("SELECT count(*) FROM tool_calls WHERE date = '2000-01-01'")
+            .await
+            .unwrap(),
+    );
+    let all = count(&e.query("SELECT count(*) FROM tool_calls").await.unwrap());
+    assert!(one_day > 0 && one_day < all, "{one_day} of {all}");
 }

@@ -3,8 +3,8 @@
 use std::io::Write;
 
 use anyhow::Result;
+use calltrail_query::Engine;
 use calltrail_query::output::{Format, render};
-use calltrail_query::{Engine, QueryLimits};
 
 use super::ConfigArgs;
 
@@ -24,13 +24,14 @@ pub(crate) struct QueryArgs {
     /// Output format.
     #[arg(long, short = 'f', value_enum, default_value = "table")]
     format: OutputFormat,
-    /// The SQL query. Tables: tool_calls, llm_calls; view: calls (one row per call).
+    /// The SQL query. Tables: tool_calls, llm_calls, audit_events; views: calls (one row per
+    /// call), sessions (one row per agent session). Read-only and bounded by `[query]`.
     sql: String,
 }
 
 pub(crate) async fn run(args: QueryArgs) -> Result<()> {
     let config = args.config.load()?;
-    let engine = Engine::open(&config.data_dir, QueryLimits::default()).await?;
+    let engine = Engine::open(&config.data_dir, config.query.clone()).await?;
     let batches = engine.query(&args.sql).await?;
     let format = match args.format {
         OutputFormat::Table => Format::Table,
