@@ -8,6 +8,7 @@ use anyhow::{Context, Result, anyhow};
 use calltrail_collector::forward::ForwardConfig;
 use calltrail_collector::{AuthConfig, Authenticator, ReceiverConfig, WalConfig};
 use calltrail_query::QueryLimits;
+use calltrail_query::api::ApiConfig;
 use calltrail_retention::StoreConfig;
 use calltrail_retention::chain::IntegrityConfig;
 use calltrail_retention::policy::RetentionConfig;
@@ -45,6 +46,8 @@ pub struct Config {
     pub forward: ForwardConfig,
     /// Bounds on every SQL query: rows, time, memory, size.
     pub query: QueryLimits,
+    /// The query API: listen address and token verification.
+    pub api: ApiConfig,
 }
 
 impl Default for Config {
@@ -62,6 +65,7 @@ impl Default for Config {
             telemetry: TelemetryConfig::default(),
             forward: ForwardConfig::default(),
             query: QueryLimits::default(),
+            api: ApiConfig::default(),
         }
     }
 }
@@ -89,6 +93,7 @@ impl Config {
             rebase(&mut tls.key_file);
             tls.client_ca_file.as_mut().map(rebase);
         }
+        config.api.auth.jwks_file.as_mut().map(rebase);
         for d in &mut config.forward.destinations {
             if let Some(tls) = d.syslog.as_mut().and_then(|s| s.tls.as_mut()) {
                 rebase(&mut tls.ca_file);
@@ -126,6 +131,7 @@ impl Config {
         self.telemetry.validate()?;
         self.forward.validate().map_err(|e| anyhow!(e))?;
         self.query.validate().map_err(|e| anyhow!(e))?;
+        self.api.validate().map_err(|e| anyhow!(e))?;
         Ok(())
     }
 

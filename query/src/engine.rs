@@ -19,6 +19,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
 use calltrail_schemas::arrow_schema::{self, LLM_CALLS, TOOL_CALLS};
 use calltrail_schemas::audit::{AUDIT_EVENTS, audit_events_schema};
+use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -28,6 +29,7 @@ use datafusion::execution::context::{SQLOptions, SessionConfig, SessionContext};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{Expr, col, lit};
 use serde::Deserialize;
 
 use crate::{Error, Result};
@@ -92,23 +94,78 @@ fn internal(e: impl std::fmt::Display) -> Error {
     Error::Internal(e.to_string())
 }
 
+/// Which rows a session may read. The filter is part of the only provider of each table the
+/// session has: the unfiltered table is never registered, so no SQL (join, subquery, CTE, the
+/// `calls` and `sessions` views built on it) can reach the rows outside the scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every row (auditors, admins, the local CLI).
+    All,
+    /// Rows whose `team` is one of these (team leads).
+    Teams(Vec<String>),
+    /// Rows whose `tenant` (legal entity) is one of these (jurisdictional auditors).
+    Tenants(Vec<String>),
+}
+
+impl Scope {
+    /// The filter on a calls table; `None` for every row.
+    fn filter(&self) -> Option<Expr> {
+        let list = |column: &str, values: &[String]| {
+            col(column).in_list(values.iter().map(|v| lit(v.clone())).collect(), false)
+        };
+        match self {
+            Self::All => None,
+            // An empty list keeps nothing: `IN ()` is false for every row.
+            Self::Teams(teams) if teams.is_empty() => Some(lit(false)),
+            Self::Tenants(tenants) if tenants.is_empty() => Some(lit(false)),
+            Self::Teams(teams) => Some(list("team", teams)),
+            Self::Tenants(tenants) => Some(list("tenant", tenants)),
+        }
+    }
+}
+
 fn register_table(
     ctx: &SessionContext,
     data_dir: &Path,
     name: &str,
     schema: SchemaRef,
+    scope: &Scope,
 ) -> Result<()> {
+    let table = table_provider(data_dir, name, schema)?;
+    let Some(filter) = scope.filter() else {
+        ctx.register_table(name, table).map_err(internal)?;
+        return Ok(());
+    };
+    let scoped = ctx
+        .read_table(table)
+        .and_then(|df| df.filter(filter))
+        .map_err(internal)?;
+    ctx.register_table(name, scoped.into_view())
+        .map_err(internal)?;
+    Ok(())
+}
+
+/// An empty table of `schema` and the partition columns, as a table is before its first file.
+fn empty_table(schema: &SchemaRef) -> Result<Arc<dyn TableProvider>> {
+    let mut fields: Vec<_> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    fields.push(arrow::datatypes::Field::new("date", DataType::Utf8, false));
+    fields.push(arrow::datatypes::Field::new("hour", DataType::Utf8, false));
+    let full = Arc::new(arrow::datatypes::Schema::new(fields));
+    Ok(Arc::new(
+        MemTable::try_new(full, vec![vec![]]).map_err(internal)?,
+    ))
+}
+
+/// The provider of a table: its Hive-partitioned files, or an empty table before any.
+fn table_provider(
+    data_dir: &Path,
+    name: &str,
+    schema: SchemaRef,
+) -> Result<Arc<dyn TableProvider>> {
     let dir = data_dir.join(name);
     if !dir.is_dir() {
         // An empty store still answers queries, with no rows.
-        let mut fields: Vec<_> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-        fields.push(arrow::datatypes::Field::new("date", DataType::Utf8, false));
-        fields.push(arrow::datatypes::Field::new("hour", DataType::Utf8, false));
-        let full = Arc::new(arrow::datatypes::Schema::new(fields));
-        let table = MemTable::try_new(full, vec![vec![]]).map_err(internal)?;
-        ctx.register_table(name, Arc::new(table))
-            .map_err(internal)?;
-        return Ok(());
+        return empty_table(&schema);
     }
     let url = format!("{}/", dir.display());
     let url = ListingTableUrl::parse(&url).map_err(internal)?;
@@ -122,9 +179,7 @@ fn register_table(
         .with_listing_options(options)
         .with_schema(schema);
     let table = ListingTable::try_new(config).map_err(internal)?;
-    ctx.register_table(name, Arc::new(table))
-        .map_err(internal)?;
-    Ok(())
+    Ok(Arc::new(table))
 }
 
 fn read_only() -> SQLOptions {
@@ -143,12 +198,13 @@ impl Engine {
             data_dir: data_dir.to_owned(),
             limits,
         };
-        engine.session().await?;
+        engine.session(&Scope::All).await?;
         Ok(engine)
     }
 
-    /// A fresh session: the store's tables and views, and a memory pool of its own.
-    async fn session(&self) -> Result<SessionContext> {
+    /// A fresh session: the store's tables (as far as `scope` lets it see) and views, and a
+    /// memory pool of its own.
+    async fn session(&self, scope: &Scope) -> Result<SessionContext> {
         let data_dir = self.data_dir.as_path();
         let config = SessionConfig::new().with_information_schema(false);
         // No spilling: the memory limit is a hard bound, and queries write nothing to disk.
@@ -165,9 +221,22 @@ impl Engine {
             data_dir,
             TOOL_CALLS,
             arrow_schema::tool_calls_schema(),
+            scope,
         )?;
-        register_table(&ctx, data_dir, LLM_CALLS, arrow_schema::llm_calls_schema())?;
-        register_table(&ctx, data_dir, AUDIT_EVENTS, audit_events_schema())?;
+        register_table(
+            &ctx,
+            data_dir,
+            LLM_CALLS,
+            arrow_schema::llm_calls_schema(),
+            scope,
+        )?;
+        if *scope == Scope::All {
+            register_table(&ctx, data_dir, AUDIT_EVENTS, audit_events_schema(), scope)?;
+        } else {
+            // Audit events have no team or tenant: scoped sessions see none.
+            ctx.register_table(AUDIT_EVENTS, empty_table(&audit_events_schema())?)
+                .map_err(internal)?;
+        }
         for (name, sql) in VIEWS {
             // Views are ours, so DDL is allowed here and only here.
             let df = ctx
@@ -186,8 +255,13 @@ impl Engine {
         &self.limits
     }
 
-    /// Runs one read-only SQL query and collects its results.
+    /// Runs one read-only SQL query over every row and collects its results.
     pub async fn query(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        self.query_scoped(sql, &Scope::All).await
+    }
+
+    /// Runs one read-only SQL query over the rows `scope` allows and collects its results.
+    pub async fn query_scoped(&self, sql: &str, scope: &Scope) -> Result<Vec<RecordBatch>> {
         if sql.len() > self.limits.max_sql_bytes {
             return Err(Error::Plan(format!(
                 "the query is {} bytes; at most {} are accepted (query.max_sql_bytes)",
@@ -195,7 +269,7 @@ impl Engine {
                 self.limits.max_sql_bytes
             )));
         }
-        let ctx = self.session().await?;
+        let ctx = self.session(scope).await?;
         let run = async {
             let df = ctx
                 .sql_with_options(sql, read_only())

@@ -240,6 +240,24 @@ mod synthetic {
         }
     }
 
+    /// An engine over a store holding `spans` (one request).
+    async fn engine_over(spans: Vec<Span>) -> (tempfile::TempDir, Engine) {
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let dir = store_requests([req]).await;
+        let e = Engine::open(dir.path(), QueryLimits::default())
+            .await
+            .unwrap();
+        (dir, e)
+    }
+
     #[tokio::test]
     async fn sibling_servers_are_separate_calls_and_the_gateway_human_wins() {
         // Span 1 is an agent span that is not exported here (not MCP). Spans 2 and 3 are
@@ -261,20 +279,7 @@ mod synthetic {
                 &[("enduser.id", "claude-desktop")],
             ),
         ];
-        let req = ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans {
-                scope_spans: vec![ScopeSpans {
-                    spans,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
-        let dir = store_requests([req]).await;
-
-        let e = Engine::open(dir.path(), QueryLimits::default())
-            .await
-            .unwrap();
+        let (_dir, e) = engine_over(spans).await;
         let b = e
             .query("SELECT span_id, side, coalesce(principal, '-') AS principal, principal_kind, coalesce(team, '-') AS team FROM calls ORDER BY span_id")
             .await
@@ -291,6 +296,76 @@ mod synthetic {
         );
         assert_eq!(strings(&b, "team"), ["-", "-", "payments"]);
     }
+
+    /// A team lead's session: through joins, subqueries, CTEs, unions, the `calls` and `sessions`
+    /// views and every trick of `tests/fixtures/sql/scope_bypass.txt`, only their team's rows.
+    #[tokio::test]
+    async fn a_team_scope_cannot_be_escaped() {
+        let spans = ["payments", "crm", "risk", "payments", "crm"]
+            .iter()
+            .enumerate()
+            .map(|(i, team)| {
+                let id = i as u8 + 1;
+                let user = format!("user{id}@bank.example");
+                span(
+                    id,
+                    None,
+                    SpanKind::Server,
+                    &[("enduser.id", user.as_str()), ("team.id", team)],
+                )
+            })
+            .collect::<Vec<_>>();
+        let (_dir, e) = engine_over(spans).await;
+        let scope = Scope::Teams(vec!["payments".into()]);
+        let all = count(&e.query("SELECT count(*) FROM tool_calls").await.unwrap());
+        assert_eq!(all, 5);
+        let mine = e
+            .query_scoped("SELECT count(*) FROM tool_calls", &scope)
+            .await
+            .unwrap();
+        assert_eq!(count(&mine), 2, "the team lead counts only their rows");
+        let corpus = include_str!("../../tests/fixtures/sql/scope_bypass.txt");
+        let mut tried = 0;
+        for sql in corpus
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.is_empty())
+        {
+            tried += 1;
+            let rows = e
+                .query_scoped(sql, &scope)
+                .await
+                .unwrap_or_else(|err| panic!("{sql}: {err}"));
+            for team in strings_or_nulls(&rows, "team").into_iter().flatten() {
+                assert_eq!(team, "payments", "{sql} leaked a row of {team}");
+            }
+        }
+        assert!(tried >= 30, "{tried}");
+        let none = e
+            .query_scoped("SELECT count(*) FROM audit_events", &scope)
+            .await
+            .unwrap();
+        assert_eq!(count(&none), 0, "audit events are not a team's");
+        let tenants = Scope::Tenants(Vec::new());
+        let none = e
+            .query_scoped("SELECT count(*) FROM calls", &tenants)
+            .await
+            .unwrap();
+        assert_eq!(count(&none), 0, "an empty scope sees nothing");
+    }
+}
+
+fn strings_or_nulls(batches: &[RecordBatch], col: &str) -> Vec<Option<String>> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let c = b.column_by_name(col).unwrap();
+            let c = arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).unwrap();
+            let a = c.as_string::<i32>().clone();
+            (0..a.len())
+                .map(move |i| a.is_valid(i).then(|| a.value(i).to_string()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
 }
 
 /// The hostile corpus (`tests/fixtures/sql/hostile.txt`): every `refuse` line is refused at

@@ -2,12 +2,18 @@
 //!
 //! - [`engine`]: a session with the tables (`tool_calls`, `llm_calls`, `audit_events`) and views (`calls`)
 //!   registered over a data directory, and read-only query execution;
-//! - [`output`]: results as a text table, CSV or JSON.
+//! - [`output`]: results as a text table, CSV or JSON;
+//! - [`jwt`]: bearer tokens (RS256, ES256) verified against a JWKS, and local tokens minted;
+//! - [`auth`]: the `[api.auth]` settings, and a token's role and row scope;
+//! - [`api`]: the HTTP API (`POST /api/v1/sql`, the OpenAPI document).
 
+pub mod api;
+pub mod auth;
 pub mod engine;
+pub mod jwt;
 pub mod output;
 
-pub use engine::{Engine, QueryLimits};
+pub use engine::{Engine, QueryLimits, Scope};
 
 /// Errors of the query layer.
 #[derive(Debug, thiserror::Error)]

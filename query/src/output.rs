@@ -17,6 +17,8 @@ pub enum Format {
     Csv,
     /// A JSON array of objects, one per row.
     Json,
+    /// An Arrow IPC stream: the batches as they are, for Arrow-native clients.
+    ArrowIpc,
 }
 
 fn out_err(e: impl std::fmt::Display) -> Error {
@@ -41,6 +43,19 @@ pub fn render(batches: &[RecordBatch], format: Format) -> Result<Vec<u8>> {
             }
             out.push(b'\n');
             Ok(out)
+        }
+        Format::ArrowIpc => {
+            let schema = batches
+                .first()
+                .map(RecordBatch::schema)
+                .unwrap_or_else(|| Arc::new(Schema::empty()));
+            let mut w =
+                arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &schema).map_err(out_err)?;
+            for b in batches {
+                w.write(b).map_err(out_err)?;
+            }
+            w.finish().map_err(out_err)?;
+            w.into_inner().map_err(out_err)
         }
         Format::Csv => {
             let mut w = arrow::csv::WriterBuilder::new()

@@ -1,5 +1,6 @@
 //! Command-line interface: one binary, one subcommand per job.
 
+mod api;
 mod checkpoint;
 mod demo;
 mod export;
@@ -12,6 +13,7 @@ mod retention;
 mod serve;
 mod status;
 mod time;
+mod token;
 mod verify;
 
 use std::path::PathBuf;
@@ -56,6 +58,8 @@ enum Command {
     Status(status::StatusArgs),
     /// SIEM forwarding: `forward test NAME` sends one test event to a destination.
     Forward(forward::ForwardArgs),
+    /// Mint a short-lived query API token with the local key (`--role auditor [--team X]`).
+    Token(token::TokenArgs),
     /// Write a compliance bundle: the records a filter selects, a proof of each against a
     /// signed checkpoint, and a signed manifest of every file.
     Export(export::ExportArgs),
@@ -126,6 +130,7 @@ pub(crate) fn main() -> ExitCode {
             Command::Hold(args) => hold::run(args).await,
             Command::Status(args) => status::run(&args),
             Command::Forward(args) => forward::run(args).await,
+            Command::Token(args) => token::run(&args),
             Command::Export(args) => export::run_export(&args),
             Command::VerifyExport(args) => export::run_verify_export(&args),
         }

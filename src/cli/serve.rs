@@ -28,6 +28,9 @@ pub(crate) struct ServeArgs {
     /// OTLP/HTTP listen address (overrides `receivers.http_addr`).
     #[arg(long)]
     http_addr: Option<SocketAddr>,
+    /// Query API listen address (overrides `api.listen`).
+    #[arg(long)]
+    api_addr: Option<SocketAddr>,
     /// Write `{"grpc": ADDR, "http": ADDR, "data_dir": DIR}` here once listening (for scripts
     /// and tests that use port 0).
     #[arg(long)]
@@ -92,10 +95,16 @@ fn log_recovery(report: &RecoveryReport, already_stored: u64) {
     }
 }
 
-fn write_ready_file(path: &Path, receivers: &Receivers, data_dir: &Path) -> Result<()> {
+fn write_ready_file(
+    path: &Path,
+    receivers: &Receivers,
+    api: Option<SocketAddr>,
+    data_dir: &Path,
+) -> Result<()> {
     let body = serde_json::json!({
         "grpc": receivers.grpc_addr.to_string(),
         "http": receivers.http_addr.to_string(),
+        "api": api.map(|a| a.to_string()),
         "data_dir": data_dir.display().to_string(),
     });
     let tmp = path.with_extension("tmp");
@@ -180,8 +189,21 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         telemetry.metrics_renderer(),
     )
     .await?;
+    let api = if config.api.enabled {
+        let addr = args.api_addr.unwrap_or(config.api.listen);
+        let (bound, task) = super::api::start(&config, addr, writer.audit()).await?;
+        tracing::info!(api = %bound, "The query API is listening; `calltrail token --role auditor` makes a token.");
+        Some((bound, task))
+    } else {
+        None
+    };
     if let Some(p) = &args.ready_file {
-        write_ready_file(p, &receivers, &config.data_dir)?;
+        write_ready_file(
+            p,
+            &receivers,
+            api.as_ref().map(|(a, _)| *a),
+            &config.data_dir,
+        )?;
     }
     tracing::info!(
         grpc = %receivers.grpc_addr, http = %receivers.http_addr, data_dir = %config.data_dir.display(),
@@ -196,6 +218,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     }
 
     control.abort();
+    if let Some((_, task)) = &api {
+        task.abort();
+    }
     calltrail::control::remove(&config.data_dir);
     if let Some(r) = retention {
         r.abort();

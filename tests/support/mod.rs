@@ -45,6 +45,8 @@ pub struct Server {
     config: Option<PathBuf>,
     grpc: SocketAddr,
     http: SocketAddr,
+    /// The query API's address, when it is enabled.
+    api: Option<SocketAddr>,
 }
 
 impl Server {
@@ -83,6 +85,7 @@ impl Server {
             config,
             grpc: SocketAddr::from(([127, 0, 0, 1], 0)),
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
+            api: None,
         };
         server.spawn();
         server
@@ -103,7 +106,7 @@ impl Server {
     }
 
     fn spawn(&mut self) {
-        self.spawn_on("127.0.0.1:0", "127.0.0.1:0");
+        self.spawn_on("127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0");
     }
 
     /// Starts the server again on the addresses it had, so that clients configured with them
@@ -113,10 +116,13 @@ impl Server {
             self.stop();
         }
         let (grpc, http) = (self.grpc.to_string(), self.http.to_string());
-        self.spawn_on(&grpc, &http);
+        let api = self
+            .api
+            .map_or_else(|| "127.0.0.1:0".to_owned(), |a| a.to_string());
+        self.spawn_on(&grpc, &http, &api);
     }
 
-    fn spawn_on(&mut self, grpc: &str, http: &str) {
+    fn spawn_on(&mut self, grpc: &str, http: &str, api: &str) {
         assert!(self.child.is_none(), "server already running");
         let _ = std::fs::remove_file(self.ready_file());
         let log = std::fs::OpenOptions::new()
@@ -128,7 +134,7 @@ impl Server {
         cmd.arg("serve")
             .arg("--data-dir")
             .arg(self.data_dir())
-            .args(["--grpc-addr", grpc, "--http-addr", http])
+            .args(["--grpc-addr", grpc, "--http-addr", http, "--api-addr", api])
             .arg("--ready-file")
             .arg(self.ready_file());
         if let Some(config) = &self.config {
@@ -149,6 +155,10 @@ impl Server {
                 if let Ok(ready) = serde_json::from_str::<Value>(&text) {
                     self.grpc = parse_addr(&ready, "grpc");
                     self.http = parse_addr(&ready, "http");
+                    self.api = ready
+                        .get("api")
+                        .and_then(Value::as_str)
+                        .and_then(|a| a.parse().ok());
                     assert_eq!(
                         ready
                             .get("data_dir")
@@ -196,6 +206,14 @@ impl Server {
     /// `http://127.0.0.1:PORT/v1/traces`.
     pub fn traces_url(&self) -> String {
         format!("http://{}/v1/traces", self.http)
+    }
+
+    /// `http://127.0.0.1:PORT/api/v1/sql` of the query API.
+    pub fn sql_url(&self) -> String {
+        format!(
+            "http://{}/api/v1/sql",
+            self.api.expect("the query API is enabled")
+        )
     }
 
     /// `http://127.0.0.1:PORT` of the gRPC receiver.

@@ -1,0 +1,208 @@
+//! The router through `oneshot`: tokens decide who gets in and which rows they see; formats by
+//! `Accept`; refusals carry the right status; every query is recorded.
+
+use std::sync::Mutex;
+
+use axum::body::Body;
+use axum::http::Request;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+use super::*;
+use crate::jwt::{Claims, LocalKey};
+
+async fn state(records: Arc<Mutex<Vec<QueryRecord>>>) -> (ApiState, LocalKey, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(dir.path(), crate::QueryLimits::default())
+        .await
+        .unwrap();
+    let key = LocalKey::from_pkcs8(&LocalKey::generate_pkcs8().unwrap()).unwrap();
+    let auth = AuthConfig::default();
+    let verifier = Verifier::new(&key.jwks(), auth.expectations()).unwrap();
+    let hook: AuditHook = Arc::new(move |r| records.lock().unwrap().push(r));
+    (
+        ApiState {
+            engine: Arc::new(engine),
+            verifier: Arc::new(verifier),
+            auth: Arc::new(auth),
+            audit: Some(hook),
+        },
+        key,
+        dir,
+    )
+}
+
+fn token(key: &LocalKey, roles: &[&str], exp_in: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims: Claims = serde_json::from_value(serde_json::json!({
+        "iss": crate::auth::LOCAL_ISSUER,
+        "aud": crate::auth::DEFAULT_AUDIENCE,
+        "sub": "alice@bank.example",
+        "exp": now + exp_in,
+        "roles": roles,
+        "teams": ["payments"],
+    }))
+    .unwrap();
+    key.sign(&claims).unwrap()
+}
+
+async fn call(
+    state: &ApiState,
+    token: Option<&str>,
+    accept: &str,
+    body: &str,
+) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let mut req = Request::post("/api/v1/sql").header(header::ACCEPT, accept);
+    if let Some(t) = token {
+        req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    }
+    let resp = router(state.clone())
+        .oneshot(req.body(Body::from(body.to_owned())).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .to_vec();
+    (status, headers, bytes)
+}
+
+#[tokio::test]
+async fn tokens_roles_formats_and_refusals() {
+    let records = Arc::new(Mutex::new(Vec::new()));
+    let (state, key, _dir) = state(Arc::clone(&records)).await;
+    let q = r#"{"sql": "SELECT 1 AS one"}"#;
+    let auditor = token(&key, &["auditor"], 600);
+
+    let (status, headers, body) = call(&state, Some(&auditor), "application/json", q).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+    let rows: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(rows[0]["one"], 1);
+
+    let (status, headers, body) = call(&state, Some(&auditor), "text/csv", q).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers[header::CONTENT_TYPE]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    assert_eq!(String::from_utf8(body).unwrap(), "one\n1\n");
+
+    let (status, _, body) = call(
+        &state,
+        Some(&auditor),
+        "application/vnd.apache.arrow.stream",
+        q,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let batches: Vec<_> =
+        arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    assert_eq!(batches[0].num_rows(), 1);
+
+    let (status, _, _) = call(&state, Some(&auditor), "image/png", q).await;
+    assert_eq!(status, StatusCode::NOT_ACCEPTABLE);
+
+    // No token, a bad one, an expired one: 401 with the Bearer challenge.
+    for t in [
+        None,
+        Some("not.a.token"),
+        Some(token(&key, &["auditor"], -3600).as_str()),
+    ] {
+        let (status, headers, _) = call(&state, t, "application/json", q).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{t:?}");
+        assert!(headers.contains_key(header::WWW_AUTHENTICATE));
+    }
+    // A token from another key.
+    let other = LocalKey::from_pkcs8(&LocalKey::generate_pkcs8().unwrap()).unwrap();
+    let (status, _, _) = call(
+        &state,
+        Some(&token(&other, &["auditor"], 600)),
+        "application/json",
+        q,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // No known role; finance through SQL.
+    let (status, _, _) = call(
+        &state,
+        Some(&token(&key, &["root"], 600)),
+        "application/json",
+        q,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = call(
+        &state,
+        Some(&token(&key, &["finance"], 600)),
+        "application/json",
+        q,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Writes are a 400 naming the problem; a bad body too.
+    let (status, _, body) = call(
+        &state,
+        Some(&auditor),
+        "application/json",
+        r#"{"sql": "DROP TABLE tool_calls"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&body).contains("error"));
+    let (status, _, _) = call(&state, Some(&auditor), "application/json", "SELECT 1").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A body over the size bound.
+    let huge = format!(r#"{{"sql": "SELECT '{}'"}}"#, "x".repeat(200_000));
+    let (status, _, _) = call(&state, Some(&auditor), "application/json", &huge).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+
+    let records = records.lock().unwrap();
+    assert!(
+        records
+            .iter()
+            .any(|r| r.outcome == "ok" && r.rows == Some(1))
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r.outcome == "refused" && r.role == "finance")
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| r.sql_sha256.len() == 64 && r.subject == "alice@bank.example")
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_served_and_names_the_sql_route() {
+    let (state, _, _dir) = state(Arc::default()).await;
+    let resp = router(state)
+        .oneshot(
+            Request::get("/api/v1/openapi.json")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/api/v1/sql"]["post"].is_object());
+}
