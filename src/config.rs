@@ -9,6 +9,8 @@ use calltrail_collector::forward::ForwardConfig;
 use calltrail_collector::{AuthConfig, Authenticator, ReceiverConfig, WalConfig};
 use calltrail_query::QueryLimits;
 use calltrail_query::api::ApiConfig;
+use calltrail_query::detect::DetectConfig;
+use calltrail_query::price_table::ChargebackConfig;
 use calltrail_retention::StoreConfig;
 use calltrail_retention::chain::IntegrityConfig;
 use calltrail_retention::policy::RetentionConfig;
@@ -48,6 +50,10 @@ pub struct Config {
     pub query: QueryLimits,
     /// The query API: listen address and token verification.
     pub api: ApiConfig,
+    /// Chargeback: versioned price tables and the platform's fixed cost.
+    pub chargeback: ChargebackConfig,
+    /// Baselines and anomaly detection: schedule, thresholds, suppressions.
+    pub detect: DetectConfig,
 }
 
 impl Default for Config {
@@ -66,6 +72,8 @@ impl Default for Config {
             forward: ForwardConfig::default(),
             query: QueryLimits::default(),
             api: ApiConfig::default(),
+            chargeback: ChargebackConfig::default(),
+            detect: DetectConfig::default(),
         }
     }
 }
@@ -94,6 +102,7 @@ impl Config {
             tls.client_ca_file.as_mut().map(rebase);
         }
         config.api.auth.jwks_file.as_mut().map(rebase);
+        config.api.auth.jwks_ca_file.as_mut().map(rebase);
         for d in &mut config.forward.destinations {
             if let Some(tls) = d.syslog.as_mut().and_then(|s| s.tls.as_mut()) {
                 rebase(&mut tls.ca_file);
@@ -132,6 +141,8 @@ impl Config {
         self.forward.validate().map_err(|e| anyhow!(e))?;
         self.query.validate().map_err(|e| anyhow!(e))?;
         self.api.validate().map_err(|e| anyhow!(e))?;
+        self.chargeback.validate().map_err(|e| anyhow!(e))?;
+        self.detect.validate().map_err(|e| anyhow!(e))?;
         Ok(())
     }
 

@@ -8,13 +8,17 @@
 -- spans. A retried export produces identical rows, folded first. Records that were never wire
 -- requests (`is_request = false`) are left out.
 --
+-- Copies of one span share its start time, hence its `date`/`hour` partition: naming them in the
+-- dedup's PARTITION BY changes nothing in the result but lets a filter on `date` or `hour` reach
+-- the Parquet scan through the window, so a one-day query over `calls` reads one day.
+--
 -- Identity: a server row keeps its own principal unless a paired client record names a
 -- better-attributed one (human over service account over unattributed): a person seen by the
 -- gateway wins over the OAuth client id the server saw.
 CREATE VIEW calls AS
 WITH spans AS (
   SELECT * FROM (
-    SELECT *, row_number() OVER (PARTITION BY trace_id, span_id, side ORDER BY observed_time) AS copy
+    SELECT *, row_number() OVER (PARTITION BY date, hour, trace_id, span_id, side ORDER BY observed_time) AS copy
     FROM tool_calls
     WHERE is_request
   ) WHERE copy = 1

@@ -4,6 +4,7 @@
 //! - `POST /api/v1/sql` with `{"sql": "..."}`: the rows as JSON (default), CSV (`Accept:
 //!   text/csv`) or Arrow IPC stream (`Accept: application/vnd.apache.arrow.stream`), read-only and
 //!   bounded like every query, over the rows the caller's role may see;
+//! - `GET /api/v1/chargeback` and `GET /api/v1/roi`: the reports ([`crate::api_reports`]);
 //! - `GET /api/v1/openapi.json`: the OpenAPI document.
 //!
 //! Every request needs a bearer JWT ([`crate::jwt`]); every query is recorded (who, the SQL's
@@ -23,8 +24,10 @@ use sha2::{Digest, Sha256};
 use crate::Error;
 use crate::auth::{AuthConfig, Caller, caller};
 use crate::engine::Engine;
-use crate::jwt::Verifier;
+use crate::jwks_fetch::KeySource;
 use crate::output::{Format, render};
+use crate::price_table::ChargebackConfig;
+use crate::{api_detect, api_reports};
 
 /// `[api]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -78,12 +81,14 @@ pub type AuditHook = Arc<dyn Fn(QueryRecord) + Send + Sync>;
 pub struct ApiState {
     /// The engine.
     pub engine: Arc<Engine>,
-    /// The token verifier.
-    pub verifier: Arc<Verifier>,
+    /// The token verifier (swapped in place when a JWKS fetched by URL changes).
+    pub verifier: Arc<KeySource>,
     /// Claim names and expectations.
     pub auth: Arc<AuthConfig>,
     /// Where queries are recorded.
     pub audit: Option<AuditHook>,
+    /// Price tables for the chargeback endpoint.
+    pub chargeback: Arc<ChargebackConfig>,
 }
 
 /// The API's routes.
@@ -91,6 +96,10 @@ pub fn router(state: ApiState) -> Router {
     let body_limit = state.engine.limits().max_sql_bytes + 4096;
     Router::new()
         .route("/api/v1/sql", post(sql))
+        .route("/api/v1/chargeback", get(api_reports::chargeback))
+        .route("/api/v1/roi", get(api_reports::roi))
+        .route("/api/v1/anomalies", get(api_detect::anomalies))
+        .route("/api/v1/baselines", get(api_detect::baselines))
         .route("/api/v1/openapi.json", get(openapi))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
@@ -114,17 +123,24 @@ fn error(status: StatusCode, message: &str) -> Response {
 }
 
 /// A refusal, answered as `{"error": ...}` with its status.
-struct ApiError {
+#[derive(Debug)]
+pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
         }
+    }
+
+    /// What went wrong, as the response body says it.
+    #[cfg(test)]
+    pub(crate) fn message(&self) -> &str {
+        &self.message
     }
 }
 
@@ -134,8 +150,12 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The caller of a request, from its bearer token.
-fn authenticate(state: &ApiState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+/// The caller of a request, from its bearer token. Async: a token naming a key the JWKS lacks
+/// may wait for one (rate-limited) fetch of the identity provider's set.
+pub(crate) async fn authenticate(
+    state: &ApiState,
+    headers: &HeaderMap,
+) -> Result<Caller, ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -147,6 +167,7 @@ fn authenticate(state: &ApiState, headers: &HeaderMap) -> Result<Caller, ApiErro
     let claims = state
         .verifier
         .verify(token.trim(), now)
+        .await
         .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, format!("invalid token: {e}")))?;
     caller(&claims, &state.auth)
         .ok_or_else(|| ApiError::new(StatusCode::FORBIDDEN, "the token holds no Calltrail role"))
@@ -182,7 +203,7 @@ async fn sql(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let who = match authenticate(&state, &headers) {
+    let who = match authenticate(&state, &headers).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };

@@ -9,7 +9,7 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 use super::*;
-use crate::jwt::{Claims, LocalKey};
+use crate::jwt::{Claims, LocalKey, Verifier};
 
 async fn state(records: Arc<Mutex<Vec<QueryRecord>>>) -> (ApiState, LocalKey, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -23,9 +23,10 @@ async fn state(records: Arc<Mutex<Vec<QueryRecord>>>) -> (ApiState, LocalKey, te
     (
         ApiState {
             engine: Arc::new(engine),
-            verifier: Arc::new(verifier),
+            verifier: Arc::new(verifier.into()),
             auth: Arc::new(auth),
             audit: Some(hook),
+            chargeback: Arc::new(crate::price_table::ChargebackConfig::default()),
         },
         key,
         dir,
@@ -190,7 +191,7 @@ async fn tokens_roles_formats_and_refusals() {
 }
 
 #[tokio::test]
-async fn the_openapi_document_is_served_and_names_the_sql_route() {
+async fn the_openapi_document_is_served_and_names_every_route() {
     let (state, _, _dir) = state(Arc::default()).await;
     let resp = router(state)
         .oneshot(
@@ -205,4 +206,80 @@ async fn the_openapi_document_is_served_and_names_the_sql_route() {
     let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/api/v1/sql"]["post"].is_object());
+    for route in ["/api/v1/anomalies", "/api/v1/baselines"] {
+        assert!(
+            doc["paths"][route]["get"]["parameters"].is_array(),
+            "{route}"
+        );
+    }
+    for report in ["/api/v1/chargeback", "/api/v1/roi"] {
+        let params: Vec<_> = doc["paths"][report]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        assert!(
+            params.starts_with(&["from", "to", "by"]),
+            "{report}: {params:?}"
+        );
+    }
+}
+
+async fn get(state: &ApiState, token: &str, uri: &str) -> (StatusCode, serde_json::Value) {
+    let req = Request::get(uri).header(header::AUTHORIZATION, format!("Bearer {token}"));
+    let resp = router(state.clone())
+        .oneshot(req.body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn findings_are_scoped_like_rows_and_finance_reads_none() {
+    let (state, key, dir) = state(Arc::default()).await;
+    let day = 1_789_351_200_000_000_000; // 2026-09-14T02:00Z
+    let findings = ["payments", "crm"].map(|team| {
+        let mut f = crate::detect::draft::finding("D1", "volume_spike", "user", team, day, day + 1);
+        f.team = Some(team.to_string());
+        f.explanation = format!("someone in {team} made 99 calls");
+        f
+    });
+    crate::detect::store::append(dir.path(), findings.to_vec(), day).unwrap();
+    let uri = "/api/v1/anomalies?from=2026-09-14&to=2026-09-15";
+    let teams = |v: &serde_json::Value| -> Vec<String> {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["team"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let (status, body) = get(&state, &token(&key, &["auditor"], 60), uri).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut all = teams(&body);
+    all.sort();
+    assert_eq!(all, ["crm", "payments"]);
+    let (status, body) = get(&state, &token(&key, &["team_lead"], 60), uri).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(teams(&body), ["payments"]);
+    let (status, _) = get(&state, &token(&key, &["finance"], 60), uri).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = get(
+        &state,
+        &token(&key, &["auditor"], 60),
+        "/api/v1/anomalies?from=2026-09-14&to=2026-09-15&severity=high",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(teams(&body).len(), 0, "both findings are medium");
+    let (status, body) = get(
+        &state,
+        &token(&key, &["auditor"], 60),
+        "/api/v1/baselines?entity=user&id=nobody",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 }

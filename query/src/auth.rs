@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::engine::Scope;
+use crate::jwks_fetch::JwksUrl;
 use crate::jwt::{Claims, Expectations, LocalKey};
 
 /// Where the local token key lives: `<data_dir>/keys/api-token.pk8` (mode 0600).
@@ -60,9 +61,21 @@ pub const DEFAULT_AUDIENCE: &str = "calltrail-api";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
-    /// The JWKS (RFC 7517 JSON) of the identity provider. Without it, tokens minted by
-    /// `calltrail token` with the local key (`<data_dir>/keys/api-token.pk8`) are trusted.
+    /// The JWKS (RFC 7517 JSON) of the identity provider, read once at start-up. Without it or
+    /// `jwks_url`, tokens minted by `calltrail token` with the local key
+    /// (`<data_dir>/keys/api-token.pk8`) are trusted. At most one of the two.
     pub jwks_file: Option<PathBuf>,
+    /// The URL of the identity provider's JWKS (its `jwks_uri`): https, or http to a loopback
+    /// host only. Fetched at start-up (`serve` does not start if that fails), again every
+    /// `jwks_refresh_secs`, and on demand (at most every 30 s) when a token names a key id the
+    /// set lacks, so a key rotated in at the IdP works at once. A failed fetch keeps the last
+    /// good keys. Each fetch: 10 s at most, 1 MiB of body at most, no redirects, no proxy.
+    pub jwks_url: Option<String>,
+    /// Seconds between background fetches of `jwks_url`, 30 to 86400. Default 300.
+    pub jwks_refresh_secs: u64,
+    /// The CA certificates (PEM) an https `jwks_url` must chain to. Default: the system's CA
+    /// bundle (`/etc/ssl/certs/ca-certificates.crt` and the other usual places).
+    pub jwks_ca_file: Option<PathBuf>,
     /// Required `iss`. Default `calltrail-local` (the local key's).
     pub issuer: String,
     /// Required member of `aud`. Default `calltrail-api`.
@@ -81,6 +94,9 @@ impl Default for AuthConfig {
     fn default() -> Self {
         Self {
             jwks_file: None,
+            jwks_url: None,
+            jwks_refresh_secs: 300,
+            jwks_ca_file: None,
             issuer: LOCAL_ISSUER.into(),
             audience: DEFAULT_AUDIENCE.into(),
             role_claim: "roles".into(),
@@ -108,7 +124,28 @@ impl AuthConfig {
         if self.leeway_secs > 600 {
             return Err("api.auth.leeway_secs: must be at most 600".into());
         }
+        if self.jwks_file.is_some() && self.jwks_url.is_some() {
+            return Err("api.auth.jwks_file, api.auth.jwks_url: set one of them, not both".into());
+        }
+        if !(30..=86_400).contains(&self.jwks_refresh_secs) {
+            return Err("api.auth.jwks_refresh_secs: must be between 30 and 86400".into());
+        }
+        let https = match &self.jwks_url {
+            Some(url) => JwksUrl::parse(url)
+                .map_err(|e| format!("api.auth.jwks_url: {e}"))?
+                .is_https(),
+            None => false,
+        };
+        if self.jwks_ca_file.is_some() && !https {
+            return Err("api.auth.jwks_ca_file: only used with an https api.auth.jwks_url".into());
+        }
         Ok(())
+    }
+
+    /// Whether tokens come from an identity provider (a JWKS file or URL) rather than the local
+    /// key of `calltrail token`.
+    pub fn uses_identity_provider(&self) -> bool {
+        self.jwks_file.is_some() || self.jwks_url.is_some()
     }
 
     /// What tokens must say besides their signature.
@@ -213,6 +250,76 @@ mod tests {
 
     fn claims(v: serde_json::Value) -> Claims {
         serde_json::from_value(v).unwrap()
+    }
+
+    fn check(f: impl FnOnce(&mut AuthConfig)) -> Result<(), String> {
+        let mut c = AuthConfig::default();
+        f(&mut c);
+        c.validate()
+    }
+
+    #[test]
+    fn jwks_settings_are_checked_and_errors_name_the_key() {
+        let url = |u: &str| Some(u.to_owned());
+        assert!(check(|_| {}).is_ok());
+        assert!(!AuthConfig::default().uses_identity_provider());
+        assert!(check(|c| c.jwks_url = url("https://idp.example/.well-known/jwks.json")).is_ok());
+        assert!(check(|c| c.jwks_url = url("http://127.0.0.1:8080/jwks")).is_ok());
+        assert!(
+            check(|c| {
+                c.jwks_url = url("https://idp.example/jwks");
+                c.jwks_ca_file = Some("ca.pem".into());
+            })
+            .is_ok()
+        );
+        let errors = [
+            (
+                check(|c| {
+                    c.jwks_file = Some("jwks.json".into());
+                    c.jwks_url = url("https://idp.example/jwks");
+                }),
+                "api.auth.jwks_file, api.auth.jwks_url: set one",
+            ),
+            (
+                check(|c| c.jwks_url = url("http://idp.example/jwks")),
+                "api.auth.jwks_url: plain http is only allowed to a loopback host",
+            ),
+            (
+                check(|c| c.jwks_url = url("idp.example/jwks")),
+                "api.auth.jwks_url: ",
+            ),
+            (
+                check(|c| c.jwks_refresh_secs = 5),
+                "api.auth.jwks_refresh_secs: ",
+            ),
+            (
+                check(|c| c.jwks_refresh_secs = 100_000),
+                "api.auth.jwks_refresh_secs: ",
+            ),
+            (
+                check(|c| c.jwks_ca_file = Some("ca.pem".into())),
+                "api.auth.jwks_ca_file: ",
+            ),
+            (
+                check(|c| {
+                    c.jwks_url = url("http://localhost/jwks");
+                    c.jwks_ca_file = Some("ca.pem".into());
+                }),
+                "api.auth.jwks_ca_file: ",
+            ),
+        ];
+        for (result, key) in errors {
+            let e = result.unwrap_err();
+            assert!(e.starts_with(key), "{e}");
+        }
+        let c: AuthConfig = serde_json::from_value(serde_json::json!({
+            "jwks_url": "https://idp.example/jwks",
+            "jwks_refresh_secs": 600,
+            "issuer": "https://idp.example",
+        }))
+        .unwrap();
+        assert!(c.uses_identity_provider());
+        assert_eq!(c.jwks_refresh_secs, 600);
     }
 
     #[test]

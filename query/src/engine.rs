@@ -19,6 +19,7 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, SchemaRef};
 use calltrail_schemas::arrow_schema::{self, LLM_CALLS, TOOL_CALLS};
 use calltrail_schemas::audit::{AUDIT_EVENTS, audit_events_schema};
+use calltrail_schemas::finding::{ANOMALIES, anomalies_schema};
 use datafusion::catalog::TableProvider;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -124,15 +125,47 @@ impl Scope {
     }
 }
 
+/// The partition dates a session's tables are cut to, inclusive (`YYYY-MM-DD`). The chargeback
+/// and ROI queries set it so that a month's report reads that month's directories only: the
+/// `calls` view's pairing and dedup (window functions over all rows) would otherwise stop
+/// filters on `date` from reaching the files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DateRange {
+    /// The first date read.
+    pub first: String,
+    /// The last date read.
+    pub last: String,
+}
+
+/// The Hive partition columns of the store's tables: the calls tables and the audit events are
+/// cut by hour, the findings of the detectors by day.
+fn partition_cols(name: &str) -> &'static [&'static str] {
+    if name == ANOMALIES {
+        &["date"]
+    } else {
+        &["date", "hour"]
+    }
+}
+
 fn register_table(
     ctx: &SessionContext,
     data_dir: &Path,
     name: &str,
     schema: SchemaRef,
     scope: &Scope,
+    dates: Option<&DateRange>,
 ) -> Result<()> {
     let table = table_provider(data_dir, name, schema)?;
-    let Some(filter) = scope.filter() else {
+    let dates = dates.map(|d| {
+        col("date")
+            .gt_eq(lit(d.first.clone()))
+            .and(col("date").lt_eq(lit(d.last.clone())))
+    });
+    let filter = match (scope.filter(), dates) {
+        (Some(a), Some(b)) => Some(a.and(b)),
+        (a, b) => a.or(b),
+    };
+    let Some(filter) = filter else {
         ctx.register_table(name, table).map_err(internal)?;
         return Ok(());
     };
@@ -146,10 +179,11 @@ fn register_table(
 }
 
 /// An empty table of `schema` and the partition columns, as a table is before its first file.
-fn empty_table(schema: &SchemaRef) -> Result<Arc<dyn TableProvider>> {
+fn empty_table(name: &str, schema: &SchemaRef) -> Result<Arc<dyn TableProvider>> {
     let mut fields: Vec<_> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
-    fields.push(arrow::datatypes::Field::new("date", DataType::Utf8, false));
-    fields.push(arrow::datatypes::Field::new("hour", DataType::Utf8, false));
+    for p in partition_cols(name) {
+        fields.push(arrow::datatypes::Field::new(*p, DataType::Utf8, false));
+    }
     let full = Arc::new(arrow::datatypes::Schema::new(fields));
     Ok(Arc::new(
         MemTable::try_new(full, vec![vec![]]).map_err(internal)?,
@@ -165,16 +199,18 @@ fn table_provider(
     let dir = data_dir.join(name);
     if !dir.is_dir() {
         // An empty store still answers queries, with no rows.
-        return empty_table(&schema);
+        return empty_table(name, &schema);
     }
     let url = format!("{}/", dir.display());
     let url = ListingTableUrl::parse(&url).map_err(internal)?;
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
-        .with_table_partition_cols(vec![
-            ("date".into(), DataType::Utf8),
-            ("hour".into(), DataType::Utf8),
-        ]);
+        .with_table_partition_cols(
+            partition_cols(name)
+                .iter()
+                .map(|p| ((*p).to_string(), DataType::Utf8))
+                .collect(),
+        );
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
         .with_schema(schema);
@@ -198,13 +234,13 @@ impl Engine {
             data_dir: data_dir.to_owned(),
             limits,
         };
-        engine.session(&Scope::All).await?;
+        engine.session(&Scope::All, None).await?;
         Ok(engine)
     }
 
     /// A fresh session: the store's tables (as far as `scope` lets it see) and views, and a
     /// memory pool of its own.
-    async fn session(&self, scope: &Scope) -> Result<SessionContext> {
+    async fn session(&self, scope: &Scope, dates: Option<&DateRange>) -> Result<SessionContext> {
         let data_dir = self.data_dir.as_path();
         let config = SessionConfig::new().with_information_schema(false);
         // No spilling: the memory limit is a hard bound, and queries write nothing to disk.
@@ -222,6 +258,7 @@ impl Engine {
             TOOL_CALLS,
             arrow_schema::tool_calls_schema(),
             scope,
+            dates,
         )?;
         register_table(
             &ctx,
@@ -229,14 +266,27 @@ impl Engine {
             LLM_CALLS,
             arrow_schema::llm_calls_schema(),
             scope,
+            dates,
         )?;
         if *scope == Scope::All {
-            register_table(&ctx, data_dir, AUDIT_EVENTS, audit_events_schema(), scope)?;
+            register_table(
+                &ctx,
+                data_dir,
+                AUDIT_EVENTS,
+                audit_events_schema(),
+                scope,
+                dates,
+            )?;
         } else {
             // Audit events have no team or tenant: scoped sessions see none.
-            ctx.register_table(AUDIT_EVENTS, empty_table(&audit_events_schema())?)
-                .map_err(internal)?;
+            ctx.register_table(
+                AUDIT_EVENTS,
+                empty_table(AUDIT_EVENTS, &audit_events_schema())?,
+            )
+            .map_err(internal)?;
         }
+        // Findings carry the team and tenant they concern, so the scope's filter applies.
+        register_table(&ctx, data_dir, ANOMALIES, anomalies_schema(), scope, dates)?;
         for (name, sql) in VIEWS {
             // Views are ours, so DDL is allowed here and only here.
             let df = ctx
@@ -262,6 +312,50 @@ impl Engine {
 
     /// Runs one read-only SQL query over the rows `scope` allows and collects its results.
     pub async fn query_scoped(&self, sql: &str, scope: &Scope) -> Result<Vec<RecordBatch>> {
+        self.query_within(sql, scope, None).await
+    }
+
+    /// Runs one of Calltrail's own queries (the detectors' rollups) over every row of the
+    /// partitions of `dates`: read-only and under the memory limit and timeout like any query,
+    /// but with no row cap, since its result is an aggregate the caller consumes, not a page.
+    pub(crate) async fn query_internal(
+        &self,
+        sql: &str,
+        dates: &DateRange,
+    ) -> Result<Vec<RecordBatch>> {
+        let ctx = self.session(&Scope::All, Some(dates)).await?;
+        let run = async {
+            let df = ctx
+                .sql_with_options(sql, read_only())
+                .await
+                .map_err(|e| Error::Plan(e.to_string()))?;
+            df.collect()
+                .await
+                .map_err(|e| Error::Execution(e.to_string()))
+        };
+        tokio::time::timeout(Duration::from_millis(self.limits.timeout_ms), run)
+            .await
+            .map_err(|_| {
+                Error::Execution(format!(
+                    "an internal query ran longer than query.timeout_ms ({} ms)",
+                    self.limits.timeout_ms
+                ))
+            })?
+    }
+
+    /// The store's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Runs one read-only SQL query over the rows `scope` allows in the partitions of `dates`
+    /// (every partition when `None`) and collects its results.
+    pub async fn query_within(
+        &self,
+        sql: &str,
+        scope: &Scope,
+        dates: Option<&DateRange>,
+    ) -> Result<Vec<RecordBatch>> {
         if sql.len() > self.limits.max_sql_bytes {
             return Err(Error::Plan(format!(
                 "the query is {} bytes; at most {} are accepted (query.max_sql_bytes)",
@@ -269,7 +363,7 @@ impl Engine {
                 self.limits.max_sql_bytes
             )));
         }
-        let ctx = self.session(scope).await?;
+        let ctx = self.session(scope, dates).await?;
         let run = async {
             let df = ctx
                 .sql_with_options(sql, read_only())

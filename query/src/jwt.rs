@@ -78,7 +78,7 @@ pub struct Jwks {
 }
 
 /// A usable public key.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum PublicKey {
     Rsa { n: Vec<u8>, e: Vec<u8> },
     Ec(Vec<u8>),
@@ -161,6 +161,39 @@ impl Verifier {
             return Err(TokenError::Jwks("it holds no key".into()));
         }
         Ok(Self { keys, expect })
+    }
+
+    /// A verifier of tokens signed by the usable keys of `jwks`, and how many keys it skipped:
+    /// an identity provider's published set may hold keys of other types (OKP, P-384) beside its
+    /// signing keys, and one such key must not make the whole set unusable. Fails only when no
+    /// key is usable.
+    pub fn with_usable_keys(
+        jwks: &Jwks,
+        expect: Expectations,
+    ) -> Result<(Self, usize), TokenError> {
+        let keys: Vec<_> = jwks
+            .keys
+            .iter()
+            .filter_map(|k| Some((k.kid.clone(), k.public_key().ok()?)))
+            .collect();
+        let skipped = jwks.keys.len() - keys.len();
+        if keys.is_empty() {
+            return Err(TokenError::Jwks(format!(
+                "it holds no usable key (RSA or EC P-256) among its {}",
+                jwks.keys.len()
+            )));
+        }
+        Ok((Self { keys, expect }, skipped))
+    }
+
+    /// How many keys it trusts.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether `other` trusts exactly the same keys, under the same ids.
+    pub fn same_keys(&self, other: &Self) -> bool {
+        self.keys == other.keys
     }
 
     /// The claims of `token` at time `now` (Unix seconds), once everything checks.
@@ -313,4 +346,4 @@ impl LocalKey {
 
 #[cfg(test)]
 #[path = "jwt_tests.rs"]
-mod tests;
+pub(crate) mod tests;

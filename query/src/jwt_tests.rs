@@ -1,13 +1,14 @@
 //! Real signed tokens (ES256 from a generated key, RS256 from a test key in
-//! `tests/fixtures/jwt/`), and every way a token must be refused.
+//! `tests/fixtures/jwt/`), and every way a token must be refused. The helpers also mint the
+//! tokens of `jwks_fetch`'s tests.
 
 use ring::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 
 use super::*;
 
-const NOW: u64 = 1_800_000_000;
+pub(crate) const NOW: u64 = 1_800_000_000;
 
-fn expect() -> Expectations {
+pub(crate) fn expect() -> Expectations {
     Expectations {
         issuer: "https://idp.example".into(),
         audience: "calltrail".into(),
@@ -15,7 +16,7 @@ fn expect() -> Expectations {
     }
 }
 
-fn claims(extra: serde_json::Value) -> Claims {
+pub(crate) fn claims(extra: serde_json::Value) -> Claims {
     let mut c: Claims = serde_json::from_value(serde_json::json!({
         "iss": "https://idp.example",
         "aud": "calltrail",
@@ -34,12 +35,12 @@ fn claims(extra: serde_json::Value) -> Claims {
     c
 }
 
-fn local() -> LocalKey {
+pub(crate) fn local() -> LocalKey {
     LocalKey::from_pkcs8(&LocalKey::generate_pkcs8().unwrap()).unwrap()
 }
 
 /// An RS256 token from the test RSA key, and the JWKS holding its public half.
-fn rsa_token(c: &Claims) -> (String, Jwks) {
+pub(crate) fn rsa_token(c: &Claims) -> (String, Jwks) {
     let der = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../tests/fixtures/jwt/rsa-test-key.der"
@@ -166,4 +167,33 @@ fn every_bad_token_is_refused_for_its_reason() {
             "{junk}"
         );
     }
+}
+
+#[test]
+fn a_fetched_set_skips_keys_it_cannot_use_but_needs_one() {
+    let key = local();
+    let mut jwks = key.jwks();
+    jwks.keys.push(Jwk {
+        kty: "OKP".into(),
+        kid: Some("ed-1".into()),
+        n: None,
+        e: None,
+        crv: Some("Ed25519".into()),
+        x: Some("AAAA".into()),
+        y: None,
+    });
+    assert!(
+        Verifier::new(&jwks, expect()).is_err(),
+        "a file is checked strictly"
+    );
+    let (v, skipped) = Verifier::with_usable_keys(&jwks, expect()).unwrap();
+    assert_eq!((v.key_count(), skipped), (1, 1));
+    let token = key.sign(&claims(serde_json::json!({}))).unwrap();
+    assert!(v.verify(&token, NOW).is_ok());
+    assert!(v.same_keys(&Verifier::new(&key.jwks(), expect()).unwrap()));
+    assert!(!v.same_keys(&Verifier::new(&local().jwks(), expect()).unwrap()));
+
+    jwks.keys.remove(0);
+    let e = Verifier::with_usable_keys(&jwks, expect()).unwrap_err();
+    assert!(e.to_string().contains("no usable key"), "{e}");
 }

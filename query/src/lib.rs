@@ -4,14 +4,28 @@
 //!   registered over a data directory, and read-only query execution;
 //! - [`output`]: results as a text table, CSV or JSON;
 //! - [`jwt`]: bearer tokens (RS256, ES256) verified against a JWKS, and local tokens minted;
+//! - [`jwks_fetch`]: the identity provider's JWKS by URL, refreshed, and the swappable verifier;
 //! - [`auth`]: the `[api.auth]` settings, and a token's role and row scope;
-//! - [`api`]: the HTTP API (`POST /api/v1/sql`, the OpenAPI document).
+//! - [`price_table`]: the `[chargeback]` settings (versioned price tables);
+//! - [`chargeback`]: who pays for which usage, with the platform's fixed cost allocated;
+//! - [`roi`]: adoption and value figures per week;
+//! - [`focus`]: the hourly chargeback as FOCUS 1.2 cost and usage rows, as CSV or Parquet;
+//! - [`api`]: the HTTP API (`POST /api/v1/sql`, chargeback, ROI, the OpenAPI document).
 
 pub mod api;
+mod api_detect;
+mod api_reports;
 pub mod auth;
+pub mod chargeback;
+mod columns;
+pub mod detect;
 pub mod engine;
+pub mod focus;
+pub mod jwks_fetch;
 pub mod jwt;
 pub mod output;
+pub mod price_table;
+pub mod roi;
 
 pub use engine::{Engine, QueryLimits, Scope};
 

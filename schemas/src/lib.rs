@@ -20,6 +20,7 @@ pub mod audit;
 pub mod canonical;
 pub mod catalog;
 pub mod codec;
+pub mod finding;
 pub mod glob;
 pub mod mapping;
 pub mod otlp_value;

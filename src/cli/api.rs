@@ -1,15 +1,17 @@
 //! The query API inside `calltrail serve`: the engine, the token verifier (the identity
-//! provider's JWKS, or the local key's), the audit hook that seals every query into the chain,
-//! and the listener.
+//! provider's JWKS from a file or a URL, or the local key's), the audit hook that seals every
+//! query into the chain, and the listener.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use calltrail::config::Config;
 use calltrail_query::Engine;
 use calltrail_query::api::{ApiState, AuditHook, serve};
 use calltrail_query::auth::local_key;
+use calltrail_query::jwks_fetch::{JwksFetcher, KeySource};
 use calltrail_query::jwt::{Jwks, Verifier};
 use calltrail_retention::audit::AuditSink;
 use calltrail_schemas::audit::AuditEvent;
@@ -31,6 +33,20 @@ fn verifier(config: &Config) -> Result<Verifier> {
             .jwks(),
     };
     Verifier::new(&jwks, auth.expectations()).context("api.auth")
+}
+
+/// Where the API's keys come from: fetched by URL (once now, so a bad URL stops start-up),
+/// or fixed.
+async fn key_source(config: &Config) -> Result<KeySource> {
+    let auth = &config.api.auth;
+    let Some(url) = &auth.jwks_url else {
+        return Ok(KeySource::fixed(verifier(config)?));
+    };
+    let fetcher = JwksFetcher::new(url, auth.jwks_ca_file.as_deref())
+        .map_err(|e| anyhow::anyhow!("api.auth.jwks_url: {e}"))?;
+    KeySource::fetch_first(fetcher, auth.expectations())
+        .await
+        .context("api.auth.jwks_url: cannot fetch the identity provider's JWKS at start-up")
 }
 
 /// Seals each query record into the chain as a `query.executed` audit event.
@@ -69,19 +85,28 @@ pub(crate) async fn start(
     audit: AuditSink,
 ) -> Result<(SocketAddr, JoinHandle<()>)> {
     let engine = Engine::open(&config.data_dir, config.query.clone()).await?;
+    let keys = Arc::new(key_source(config).await?);
+    let refresh = Duration::from_secs(config.api.auth.jwks_refresh_secs);
     let state = ApiState {
         engine: Arc::new(engine),
-        verifier: Arc::new(verifier(config)?),
+        verifier: keys.clone(),
         auth: Arc::new(config.api.auth.clone()),
         audit: Some(audit_hook(audit)),
+        chargeback: Arc::new(config.chargeback.clone()),
     };
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("api.listen: cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
+    // The refresh runs inside the server's task, so stopping the server stops it too.
     let task = tokio::spawn(async move {
-        if let Err(e) = serve(listener, state).await {
-            tracing::error!(error = %e, "The query API stopped.");
+        tokio::select! {
+            r = serve(listener, state) => {
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "The query API stopped.");
+                }
+            }
+            () = keys.keep_fresh(refresh) => {}
         }
     });
     Ok((bound, task))

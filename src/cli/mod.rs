@@ -1,8 +1,10 @@
 //! Command-line interface: one binary, one subcommand per job.
 
 mod api;
+mod chargeback;
 mod checkpoint;
 mod demo;
+mod detect;
 mod export;
 mod forward;
 mod hold;
@@ -10,6 +12,7 @@ mod ingest_token;
 mod keygen;
 mod query;
 mod retention;
+mod roi;
 mod serve;
 mod status;
 mod time;
@@ -58,6 +61,16 @@ enum Command {
     Status(status::StatusArgs),
     /// SIEM forwarding: `forward test NAME` sends one test event to a destination.
     Forward(forward::ForwardArgs),
+    /// Chargeback by team, cost centre, tenant, user or server; `--focus FILE` writes FOCUS 1.2.
+    Chargeback(chargeback::ChargebackArgs),
+    /// Adoption and value per week: active principals, calls, success rate, latency, top tools.
+    Roi(roi::RoiArgs),
+    /// Run the anomaly detectors (D1–D9) over a range of hours (default: the last hour).
+    Detect(detect::DetectArgs),
+    /// List anomaly findings by time, severity, detector or entity.
+    Anomalies(detect::AnomaliesArgs),
+    /// Show an entity's hour-of-week baseline (user, team or server).
+    Baseline(detect::BaselineArgs),
     /// Mint a short-lived query API token with the local key (`--role auditor [--team X]`).
     Token(token::TokenArgs),
     /// Write a compliance bundle: the records a filter selects, a proof of each against a
@@ -131,6 +144,11 @@ pub(crate) fn main() -> ExitCode {
             Command::Status(args) => status::run(&args),
             Command::Forward(args) => forward::run(args).await,
             Command::Token(args) => token::run(&args),
+            Command::Chargeback(args) => chargeback::run(args).await,
+            Command::Roi(args) => roi::run(args).await,
+            Command::Detect(args) => detect::run_detect(args).await,
+            Command::Anomalies(args) => detect::run_anomalies(args).await,
+            Command::Baseline(args) => detect::run_baseline(&args),
             Command::Export(args) => export::run_export(&args),
             Command::VerifyExport(args) => export::run_verify_export(&args),
         }

@@ -189,6 +189,12 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         telemetry.metrics_renderer(),
     )
     .await?;
+    // After recovery and with the API: scores each hour as it completes.
+    let detector = super::detect::spawn_schedule(
+        &config.data_dir,
+        config.query.clone(),
+        config.detect.clone(),
+    );
     let api = if config.api.enabled {
         let addr = args.api_addr.unwrap_or(config.api.listen);
         let (bound, task) = super::api::start(&config, addr, writer.audit()).await?;
@@ -222,6 +228,9 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         task.abort();
     }
     calltrail::control::remove(&config.data_dir);
+    if let Some(d) = detector {
+        d.abort();
+    }
     if let Some(r) = retention {
         r.abort();
     }

@@ -31,10 +31,13 @@ pub(crate) struct TokenArgs {
 
 pub(crate) fn run(args: &TokenArgs) -> Result<()> {
     let config = args.config.load()?;
-    if config.api.auth.jwks_file.is_some() {
-        bail!(
-            "api.auth.jwks_file is set: the server trusts your identity provider's tokens, not local ones"
-        );
+    if config.api.auth.uses_identity_provider() {
+        let key = if config.api.auth.jwks_url.is_some() {
+            "api.auth.jwks_url"
+        } else {
+            "api.auth.jwks_file"
+        };
+        bail!("{key} is set: the server trusts your identity provider's tokens, not local ones");
     }
     if Role::parse(&args.role).is_none() {
         bail!(

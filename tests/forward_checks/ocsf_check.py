@@ -6,18 +6,21 @@ The schema comes from a package, offline: PyPI `pydantic-ocsf` ships OCSF's sche
 (`ocsf/schemas/v1_3_0.json`) and Pydantic models generated from them. Each event is checked
 twice:
 
-1. By pydantic-ocsf's model of its class (`ocsf.v1_3_0.events.ApiActivity` / `BaseEvent`):
-   required attributes, types, enums and sibling captions of the attributes it models.
+1. By pydantic-ocsf's model of its class (`ocsf.v1_3_0.events.ApiActivity` /
+   `DetectionFinding` / `BaseEvent`): required attributes, types, enums and sibling captions
+   of the attributes it models.
 2. By a strict walk of the same schema file: every attribute must be defined for its class or
    object (the models allow extras), required ones present, `at_least_one`/`just_one`
    constraints met, values of the right type (with the type's regex, `max_len` and `range`),
    `*_id` values in their enum, and `type_uid = class_uid * 100 + activity_id`.
 
-Two gaps of the shipped file are filled from the OCSF 1.3.0 spec text (see siem.md): it keeps
+Three gaps of the shipped file are filled from the OCSF 1.3.0 spec text (see siem.md): it keeps
 the `$include` directives of `base_event` unresolved, so the classification and occurrence
-attributes are listed here; and pydantic-ocsf's API Activity enum lost `0 Unknown`, which OCSF
-defines for every class (the dictionary's `activity_id` has it), so the model check sees 99
-where the event says 0.
+attributes are listed here; likewise the `host` profile that `finding` includes
+(`profiles/host.json` of OCSF 1.3.0: `actor` optional, `device` recommended), whose `actor`
+Detection Findings use for the principal; and pydantic-ocsf's API Activity enum lost
+`0 Unknown`, which OCSF defines for every class (the dictionary's `activity_id` has it), so the
+model check sees 99 where the event says 0.
 
 Events that declare 1.8.0 (option `ocsf_ai_operation`) are checked against 1.3.0, which 1.8 only
 adds to for the attributes Calltrail uses, without the `ai_operation` profile's `ai_model` and
@@ -32,7 +35,7 @@ import sys
 
 from ocsf.v1_3_0 import objects as ocsf_objects
 from pydantic import SerializeAsAny
-from ocsf.v1_3_0.events import ApiActivity, BaseEvent
+from ocsf.v1_3_0.events import ApiActivity, BaseEvent, DetectionFinding
 
 # `$include`d by base_event in OCSF 1.3.0 (includes/classification.json, occurrence.json).
 INCLUDED = {
@@ -51,8 +54,10 @@ INCLUDED = {
     "time": "required",
     "timezone_offset": "recommended",
 }
-# The classes Calltrail emits: class name -> (class_uid, category_uid).
-CLASSES = {6003: ("api_activity", 6), 0: ("base_event", 0)}
+# `$include`d by finding in OCSF 1.3.0 (profiles/host.json).
+INCLUDED_BY = {"finding": {"actor": "optional", "device": "recommended"}}
+# The classes Calltrail emits: class_uid -> (class name, category_uid).
+CLASSES = {6003: ("api_activity", 6), 2004: ("detection_finding", 2), 0: ("base_event", 0)}
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)
 
@@ -94,6 +99,8 @@ def merged(table, name):
     if name == "base_event":
         for a, req in INCLUDED.items():
             attrs[a] = {"requirement": req}
+    for a, req in INCLUDED_BY.get(name, {}).items():
+        attrs.setdefault(a, {})["requirement"] = req
     for a, spec in item.get("attributes", {}).items():
         if a == "$include":
             continue
@@ -245,7 +252,7 @@ def check(event):
     if event.get("metadata", {}).get("version") != "1.3.0":
         errors.append(f"metadata.version {event.get('metadata', {}).get('version')!r}")
     check_object("", SCHEMA["events"], name, event, errors)
-    model = ApiActivity if class_uid == 6003 else BaseEvent
+    model = {6003: ApiActivity, 2004: DetectionFinding}.get(class_uid, BaseEvent)
     as_model = copy.deepcopy(event)
     if as_model.get("activity_id") == 0:
         # pydantic-ocsf's API Activity enum lost 0 Unknown (see the module doc).

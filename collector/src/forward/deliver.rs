@@ -2,7 +2,8 @@
 //! formats each event, hands batches to its transport, and advances its durable cursor only as
 //! far as the transport confirms. A failing destination retries with capped exponential backoff
 //! and falls behind; the others go on. Events a destination refuses for good go to its
-//! dead-letter file. Every new signed checkpoint is sent too.
+//! dead-letter file. Every new signed checkpoint is sent too, and every new anomaly finding
+//! (`deliver_findings.rs`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -15,15 +16,17 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::config::{DestinationConfig, ForwardConfig, StartPosition};
-use super::cursor::{Cursor, CursorError};
+use super::cursor::{Cursor, CursorError, FindingsCursor};
 use super::dead_letter;
 use super::event::{CheckpointEvent, Event};
+use super::findings::FindingsListing;
 use super::kafka::KafkaTransport;
 use super::otlp::OtlpTransport;
 use super::prepare::{Encoder, Step, prepare, sealed_unix};
 use super::source::{Backlog, Pending, SourceError, StoreSource};
 use super::syslog::SyslogTransport;
 use super::transport::{Message, Rejection, Retry, SendResult};
+use deliver_findings::deliver_findings;
 
 /// What a destination has done, for `/metrics` and status.
 #[derive(Debug, Default)]
@@ -239,12 +242,17 @@ impl Forwarders {
                 None => initial_cursor(data_dir, d.start)?,
             };
             cursor.save(data_dir, &d.name)?;
+            let findings = match FindingsCursor::load(data_dir, &d.name)? {
+                Some(c) => c,
+                None => initial_findings_cursor(data_dir, d.start)?,
+            };
+            findings.save(data_dir, &d.name)?;
             stats.push(Arc::clone(&dest.stats));
             tracing::info!(destination = %d.name, transport = ?dest.transport, format = ?d.format,
                 "Forwarding to a destination.");
             tasks.push(tokio::spawn(run(
                 dest,
-                cursor,
+                Cursors { cursor, findings },
                 shared.clone(),
                 checkpoints.clone(),
                 shutdown_rx.clone(),
@@ -346,6 +354,24 @@ fn initial_cursor(data_dir: &Path, start: StartPosition) -> Result<Cursor, Forwa
     Ok(cursor)
 }
 
+/// The findings cursor of a destination's first run (or its first run since findings were
+/// forwarded): empty (earliest), or past every findings file already written.
+fn initial_findings_cursor(
+    data_dir: &Path,
+    start: StartPosition,
+) -> Result<FindingsCursor, ForwardError> {
+    Ok(match start {
+        StartPosition::Now => FindingsListing::list(data_dir)?.end(),
+        StartPosition::Earliest => FindingsCursor::default(),
+    })
+}
+
+/// A destination's positions: in the chains, and in the findings.
+struct Cursors {
+    cursor: Cursor,
+    findings: FindingsCursor,
+}
+
 /// Sleeps `d`, or less when shutting down; true when shutting down.
 async fn pause(d: Duration, shutdown: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
@@ -361,11 +387,15 @@ enum Stop {
 
 async fn run(
     mut dest: Destination,
-    mut cursor: Cursor,
+    cursors: Cursors,
     shared: Shared,
     mut checkpoints: watch::Receiver<Option<Arc<SignedCheckpoint>>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Cursors {
+        mut cursor,
+        findings: mut findings_cursor,
+    } = cursors;
     let mut source = StoreSource::new(&shared.data_dir);
     loop {
         if *shutdown.borrow() {
@@ -379,7 +409,17 @@ async fn run(
         {
             break;
         }
-        match deliver_pending(&mut dest, &mut cursor, &shared, &mut source, &mut shutdown).await {
+        // Findings first: there are few of them, and they should not wait behind a backlog of
+        // records a destination is catching up on. A findings file that cannot be read does
+        // not hold the records up: both run, and the pass is retried if either failed.
+        let findings =
+            deliver_findings(&mut dest, &mut findings_cursor, &shared, &mut shutdown).await;
+        if matches!(findings, Err(PassError::Stop(Stop::Shutdown))) {
+            break;
+        }
+        let records =
+            deliver_pending(&mut dest, &mut cursor, &shared, &mut source, &mut shutdown).await;
+        match records.and(findings) {
             Ok(()) => {}
             Err(PassError::Stop(Stop::Shutdown)) => break,
             Err(PassError::Store(e)) => {
@@ -652,3 +692,6 @@ async fn send_all(
     }
     Ok(())
 }
+
+#[path = "deliver_findings.rs"]
+mod deliver_findings;

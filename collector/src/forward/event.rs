@@ -1,6 +1,8 @@
 //! What a destination is sent: a record read back from the store (a row of an Arrow batch, with
-//! its chain position), or a signed checkpoint. Formats read records through [`RecordRow`]'s
-//! typed accessors, by column name, so they never depend on column order.
+//! its chain position), an anomaly finding (a row of the `anomalies` table, which is derived
+//! data and not chained), or a signed checkpoint. Formats read records and findings through
+//! typed accessors ([`RecordRow`], [`FindingRow`]), by column name, so they never depend on
+//! column order.
 
 use std::collections::HashMap;
 
@@ -10,6 +12,7 @@ use arrow::array::{
 use arrow::datatypes::{
     DataType, Float64Type, Int64Type, TimeUnit, TimestampNanosecondType, UInt16Type,
 };
+use calltrail_schemas::finding::Severity;
 
 /// The kind of an event, as SIEMs see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,6 +25,8 @@ pub enum EventKind {
     Audit,
     /// A signed checkpoint of a chain: its newest head, kept off-box.
     Checkpoint,
+    /// A row of `anomalies`: what a detector found in one window.
+    Finding,
 }
 
 impl EventKind {
@@ -32,10 +37,12 @@ impl EventKind {
             Self::LlmCall => "llm_call",
             Self::Audit => "audit",
             Self::Checkpoint => "checkpoint",
+            Self::Finding => "finding",
         }
     }
 
-    /// The kind of rows of `table`, if it is one Calltrail forwards.
+    /// The kind of rows of `table`, if it is a chained table Calltrail forwards as records
+    /// (findings are read as [`FindingRow`]s, not records, so `anomalies` is not one).
     pub fn of_table(table: &str) -> Option<Self> {
         match table {
             "tool_calls" => Some(Self::ToolCall),
@@ -47,12 +54,14 @@ impl EventKind {
 }
 
 /// What every event carries, whatever its format, so a SIEM can deduplicate and detect gaps:
-/// the event id, the chain, the seq and the leaf hash.
+/// the event id, the chain, the seq and the leaf hash. A finding has no chain position: its
+/// chain id and hash are empty and its seq 0; its event id (the finding id) is the dedup key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventMeta {
     /// The event's kind.
     pub kind: EventKind,
-    /// Stable id: the record's event id, or `checkpoint:<chain>:<size>:<timestamp>`.
+    /// Stable id: the record's event id, a finding's id, or
+    /// `checkpoint:<chain>:<size>:<timestamp>`.
     pub event_id: String,
     /// The chain.
     pub chain_id: String,
@@ -60,14 +69,16 @@ pub struct EventMeta {
     pub seq: u64,
     /// The record's leaf hash (hex); for a checkpoint, its root hash (hex).
     pub hash: String,
-    /// When it happened (ns since the epoch): the call's start, or the checkpoint's signing.
+    /// When it happened (ns since the epoch): the call's start, the checkpoint's signing, or
+    /// the finding's detection.
     pub time_ns: i64,
     /// The tenant (legal entity), when known.
     pub tenant: Option<String>,
     /// The principal, when known.
     pub principal: Option<String>,
     /// Syslog severity (RFC 5424: 0 emergency … 7 debug): 4 for denied calls and errors, 5
-    /// for writes, deletes and admin calls and for checkpoints, 6 otherwise.
+    /// for writes, deletes and admin calls and for checkpoints, 6 otherwise; for findings,
+    /// low 5 (notice), medium 4 (warning), high 3 (error), critical 2 (critical).
     pub severity: u8,
 }
 
@@ -281,7 +292,9 @@ impl<'a> RecordRow<'a> {
                     6
                 }
             }
-            EventKind::Audit | EventKind::Checkpoint => 5,
+            EventKind::Audit => 5,
+            // Not tables of records ([`RecordRow::kind`] never says so): never reached.
+            EventKind::Checkpoint | EventKind::Finding => 5,
         };
         EventMeta {
             kind,
@@ -343,6 +356,76 @@ impl CheckpointEvent {
     }
 }
 
+/// One anomaly finding: row `row` of a batch of the `anomalies` table
+/// (`calltrail_schemas::finding::anomalies_schema`). Read by column name like a record; the
+/// accessors return `None` for a null, a missing column or a column of another type, so an
+/// odd file never makes a format fail.
+#[derive(Debug, Clone, Copy)]
+pub struct FindingRow<'a> {
+    row: RecordRow<'a>,
+}
+
+impl<'a> FindingRow<'a> {
+    /// Row `row` of `batch`, whose columns are `columns` (made with the table name
+    /// `anomalies`).
+    pub fn new(batch: &'a RecordBatch, columns: &'a Columns, row: usize) -> Self {
+        Self {
+            row: RecordRow::new(batch, columns, row),
+        }
+    }
+
+    /// A text column's value.
+    pub fn str(&self, name: &str) -> Option<&'a str> {
+        self.row.str(name)
+    }
+
+    /// A Float64 column's value.
+    pub fn float(&self, name: &str) -> Option<f64> {
+        self.row.float(name)
+    }
+
+    /// A timestamp column's value, in nanoseconds since the epoch.
+    pub fn time_ns(&self, name: &str) -> Option<i64> {
+        self.row.time_ns(name)
+    }
+
+    /// Every column's name and value, in stored order (see [`RecordRow::cells`]).
+    pub fn cells(&self) -> impl Iterator<Item = (&'a str, Cell<'a>)> + 'a {
+        self.row.cells()
+    }
+
+    /// The finding's severity; `None` when the stored text is not one Calltrail knows.
+    pub fn severity(&self) -> Option<Severity> {
+        self.str("severity").and_then(Severity::parse)
+    }
+
+    /// Its meta: id = the finding id, no chain position, time = when it was detected.
+    pub fn meta(&self) -> EventMeta {
+        // Syslog severities whose names say the same: notice, warning, error, critical. An
+        // unknown severity is a warning: a finding is worth a look whatever its label.
+        let severity = match self.severity() {
+            Some(Severity::Low) => 5,
+            Some(Severity::Medium) | None => 4,
+            Some(Severity::High) => 3,
+            Some(Severity::Critical) => 2,
+        };
+        EventMeta {
+            kind: EventKind::Finding,
+            event_id: self.str("finding_id").unwrap_or_default().to_owned(),
+            chain_id: String::new(),
+            seq: 0,
+            hash: String::new(),
+            time_ns: self
+                .time_ns("detected_at")
+                .or_else(|| self.time_ns("window_start"))
+                .unwrap_or_default(),
+            tenant: self.str("tenant").map(str::to_owned),
+            principal: self.str("principal").map(str::to_owned),
+            severity,
+        }
+    }
+}
+
 /// An event to format.
 #[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
@@ -350,6 +433,8 @@ pub enum Event<'a> {
     Record(RecordRow<'a>),
     /// A signed checkpoint.
     Checkpoint(&'a CheckpointEvent),
+    /// An anomaly finding.
+    Finding(FindingRow<'a>),
 }
 
 impl Event<'_> {
@@ -358,6 +443,7 @@ impl Event<'_> {
         match self {
             Self::Record(r) => r.meta(),
             Self::Checkpoint(c) => c.meta(),
+            Self::Finding(f) => f.meta(),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! A destination's filter: which events it is sent. Every field given must match; within a
 //! field, any listed value; `tenant`, `server` and `tool` take `*`/`?` globs. An empty filter
-//! passes everything.
+//! passes everything. A field an event's kind does not have never excludes it: checkpoints
+//! pass every field filter, and findings every one but `tenant`, `server` and `tool`; `kinds`
+//! is how a destination leaves them out.
 
 use calltrail_schemas::glob::Glob;
 use serde::Deserialize;
@@ -11,23 +13,23 @@ use super::event::{Event, EventKind};
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FilterConfig {
-    /// Event kinds: `tool_call`, `llm_call`, `audit`, `checkpoint`. Default: all.
+    /// Event kinds: `tool_call`, `llm_call`, `audit`, `checkpoint`, `finding`. Default: all.
     pub kinds: Vec<String>,
     /// Operation classes of tool calls: `read`, `write`, `delete`, `admin`, `unknown`.
     pub operation_class: Vec<String>,
     /// Outcomes of tool calls: `ok`, `tool_error`, `protocol_error`, `denied`.
     pub outcome: Vec<String>,
-    /// Tenant globs.
+    /// Tenant globs (records and findings).
     pub tenant: Vec<String>,
-    /// MCP server globs.
+    /// MCP server globs (records and findings).
     pub server: Vec<String>,
-    /// Tool globs.
+    /// Tool globs (records and findings).
     pub tool: Vec<String>,
     /// Principal kinds: `human`, `service_account`, `unattributed`.
     pub principal_kind: Vec<String>,
 }
 
-const KINDS: &[&str] = &["tool_call", "llm_call", "audit", "checkpoint"];
+const KINDS: &[&str] = &["tool_call", "llm_call", "audit", "checkpoint", "finding"];
 const OPERATION_CLASSES: &[&str] = &["read", "write", "delete", "admin", "unknown"];
 const OUTCOMES: &[&str] = &["ok", "tool_error", "protocol_error", "denied"];
 const PRINCIPAL_KINDS: &[&str] = &["human", "service_account", "unattributed"];
@@ -94,10 +96,18 @@ impl Filter {
     }
 
     /// True when the destination is sent `event`. Checkpoints pass every field filter: they
-    /// concern the whole chain.
+    /// concern the whole chain. Findings have no operation class, outcome or principal kind,
+    /// so only the tenant, server and tool filters apply to them (a finding that names none
+    /// fails a filter on it, as a record would).
     pub fn passes(&self, event: &Event<'_>) -> bool {
         match event {
             Event::Checkpoint(_) => self.wants_kind(EventKind::Checkpoint),
+            Event::Finding(f) => {
+                self.wants_kind(EventKind::Finding)
+                    && any_glob(&self.tenant, f.str("tenant"))
+                    && any_glob(&self.server, f.str("server_name"))
+                    && any_glob(&self.tool, f.str("tool_name"))
+            }
             Event::Record(r) => {
                 self.wants_kind(r.kind())
                     && any_eq(&self.operation_class, r.str("operation_class"))

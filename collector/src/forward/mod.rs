@@ -1,11 +1,14 @@
-//! SIEM forwarding: every stored record (and every signed checkpoint) delivered, at least once,
-//! to each configured destination, in the format it ingests. The store is the source of truth;
-//! each destination is a replayable consumer of it with its own durable cursor.
+//! SIEM forwarding: every stored record, every anomaly finding and every signed checkpoint
+//! delivered, at least once, to each configured destination, in the format it ingests. The
+//! store is the source of truth; each destination is a replayable consumer of it with its own
+//! durable cursors.
 //!
-//! - [`event`]: what is forwarded: stored records read back as rows, and checkpoints;
+//! - [`event`]: what is forwarded: stored records and findings read back as rows, and
+//!   checkpoints;
 //! - [`transport`]: the contract between the delivery loop and a transport;
 //! - [`source`]: the store read back in chain order past a destination's cursor;
-//! - [`cursor`]: a destination's durable position, per chain;
+//! - [`findings`]: the `anomalies` table's files past a destination's findings cursor;
+//! - [`cursor`]: a destination's durable positions: per chain, and per findings partition;
 //! - [`filter`]: which events a destination is sent;
 //! - [`format`]: the event formats (OCSF, ECS, CEF, LEEF, native JSON);
 //! - [`dead_letter`]: events a destination refused for good, kept with the reason;
@@ -25,6 +28,7 @@ pub mod dead_letter;
 pub mod deliver;
 pub mod event;
 pub mod filter;
+pub mod findings;
 pub mod format;
 pub mod kafka;
 pub mod otlp;

@@ -19,7 +19,7 @@ use prost::Message as _;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::event::{CheckpointEvent, Event, RecordRow};
+use super::event::{CheckpointEvent, Event, FindingRow, RecordRow};
 use super::transport::{Message, Retry, SendResult};
 
 /// `[forward.destinations.otlp]`.
@@ -134,6 +134,12 @@ fn s(key: &str, v: Option<&str>, out: &mut Vec<KeyValue>) {
 fn i(key: &str, v: Option<i64>, out: &mut Vec<KeyValue>) {
     if let Some(v) = v {
         out.push(kv(key, Value::IntValue(v)));
+    }
+}
+
+fn f(key: &str, v: Option<f64>, out: &mut Vec<KeyValue>) {
+    if let Some(v) = v {
+        out.push(kv(key, Value::DoubleValue(v)));
     }
 }
 
@@ -298,11 +304,65 @@ fn checkpoint_span(c: &CheckpointEvent) -> (Span, Vec<KeyValue>) {
     (span, resource)
 }
 
+/// A finding as a span of its own (like a checkpoint, it is no call): `calltrail.finding`, over
+/// the finding's window, ids derived from the finding id, every column as a
+/// `calltrail.finding.*` attribute (the principal as `enduser.id`).
+fn finding_span(row: &FindingRow<'_>) -> (Span, Vec<KeyValue>) {
+    let (trace_id, span_id) = derived_ids(row.str("finding_id").unwrap_or_default());
+    let mut attrs = Vec::new();
+    s("enduser.id", row.str("principal"), &mut attrs);
+    for col in [
+        "finding_id",
+        "detector",
+        "rule",
+        "severity",
+        "entity_kind",
+        "entity",
+        "team",
+        "tenant",
+        "server_name",
+        "tool_name",
+        "explanation",
+    ] {
+        s(
+            &format!("calltrail.finding.{col}"),
+            row.str(col),
+            &mut attrs,
+        );
+    }
+    for col in ["observed", "expected", "score"] {
+        f(
+            &format!("calltrail.finding.{col}"),
+            row.float(col),
+            &mut attrs,
+        );
+    }
+    i(
+        "calltrail.finding.detected_at",
+        row.time_ns("detected_at"),
+        &mut attrs,
+    );
+    let nanos = |col: &str| row.time_ns(col).unwrap_or_default().max(0) as u64;
+    let span = Span {
+        trace_id,
+        span_id,
+        name: format!("calltrail.finding {}", row.str("rule").unwrap_or("unknown")),
+        kind: 1,
+        start_time_unix_nano: nanos("window_start"),
+        end_time_unix_nano: nanos("window_end"),
+        attributes: attrs,
+        ..Span::default()
+    };
+    let resource = vec![kv("service.name", Value::StringValue("calltrail".into()))];
+    (span, resource)
+}
+
 /// Encodes `event` as one `ResourceSpans` message.
 pub fn encode(event: &Event<'_>, out: &mut Vec<u8>) {
     let (span, resource) = match event {
         Event::Record(r) => record_span(r),
         Event::Checkpoint(c) => checkpoint_span(c),
+        Event::Finding(row) => finding_span(row),
     };
     let rs = ResourceSpans {
         resource: Some(Resource {

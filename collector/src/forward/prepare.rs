@@ -37,6 +37,11 @@ impl Encoder {
         }
     }
 
+    /// True when events of `kind` may reach the destination at all.
+    pub(crate) fn wants_kind(&self, kind: EventKind) -> bool {
+        self.filter.wants_kind(kind)
+    }
+
     /// True when the destination is sent `event`.
     pub(crate) fn passes(&self, event: &Event<'_>) -> bool {
         self.filter.passes(event)
@@ -113,7 +118,7 @@ pub(crate) fn prepare(
                 return;
             }
             let wanted =
-                EventKind::of_table(&seg.meta.table).is_some_and(|k| encoder.filter.wants_kind(k));
+                EventKind::of_table(&seg.meta.table).is_some_and(|k| encoder.wants_kind(k));
             if wanted && !prepare_segment(encoder, root, &chain, &seg, start, batch_size, &send) {
                 return;
             }

@@ -22,13 +22,27 @@ pub enum SourceError {
     /// Listing the store failed.
     #[error("listing the store: {0}")]
     List(#[from] calltrail_retention::Error),
-    /// A segment could not be read.
+    /// A segment (or a findings file) could not be read.
     #[error("{path}: {message}")]
     Read {
-        /// The segment.
+        /// The file.
         path: PathBuf,
         /// What failed.
         message: String,
+    },
+    /// A directory of the store could not be listed.
+    #[error("listing {path}: {source}")]
+    ListDir {
+        /// The directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A file listed a moment ago is gone: retention removed it before it could be read.
+    #[error("{path}: removed before it could be read")]
+    Vanished {
+        /// The file.
+        path: PathBuf,
     },
 }
 

@@ -16,11 +16,17 @@
 //! `cs1` chainId, `cn1` seq (a checkpoint's treeSize), `cs2` leafHash (a checkpoint's
 //! rootHash), `cs3`–`cs6`, `cn2`, `cn3`, `cfp1` durationMs, `flexString1` principalKind,
 //! `flexString2` errorType. What the dictionary has no key for goes in `calltrail*` keys.
+//!
+//! A finding (signature `finding.<detector>.<rule>`, severity low 3, medium 5, high 7,
+//! critical 9) has no chain position, so its custom slots say other things, each labelled:
+//! `rt` detected, `start`/`end` its window, `msg` the explanation, `cs1` detector, `cs2` rule,
+//! `cs3` tool, `cs4` mcpServer, `cs5` team, `cs6` tenant, `flexString1` entityKind,
+//! `flexString2` entity, `cfp2` observed, `cfp3` expected, `cfp4` score.
 
 use std::io::Write as _;
 
 use super::FormatOptions;
-use super::common::{PRODUCT, VENDOR, VERSION, ms, severity_0_10, signature, title};
+use super::common::{PRODUCT, VENDOR, VERSION, event_severity_0_10, ms, signature, title};
 use super::fields::{Key, Val, fields};
 use crate::forward::event::Event;
 
@@ -33,7 +39,7 @@ pub(super) fn encode(event: &Event<'_>, options: &FormatOptions, out: &mut Vec<u
         out.push(b'|');
     }
     // Writing to a Vec cannot fail.
-    let _ = write!(out, "{}|", severity_0_10(&meta));
+    let _ = write!(out, "{}|", event_severity_0_10(event, &meta));
     let mut first = true;
     for (key, value) in fields(event, options) {
         let (name, label) = cef_key(key);
@@ -111,6 +117,16 @@ fn cef_key(key: Key) -> (&'static str, Option<&'static str>) {
         Key::ResultSha256 => ("calltrailResultSha256", None),
         Key::ResultSize => ("calltrailResultSize", None),
         Key::Result => ("calltrailResult", None),
+        Key::WindowStart => ("start", None),
+        Key::WindowEnd => ("end", None),
+        Key::Detector => ("cs1", Some("detector")),
+        Key::Rule => ("cs2", Some("rule")),
+        Key::FindingSeverity => ("calltrailSeverity", None),
+        Key::EntityKind => ("flexString1", Some("entityKind")),
+        Key::Entity => ("flexString2", Some("entity")),
+        Key::Observed => ("cfp2", Some("observed")),
+        Key::Expected => ("cfp3", Some("expected")),
+        Key::Score => ("cfp4", Some("score")),
     }
 }
 

@@ -2,7 +2,11 @@ use std::collections::BTreeMap;
 
 use super::{escape_header, escape_value};
 use crate::forward::event::Event;
-use crate::forward::format::testdata::{NASTY, checkpoints, encode, stored, with_payloads};
+use calltrail_schemas::finding::{Finding, Severity};
+
+use crate::forward::format::testdata::{
+    NASTY, StoredFindings, checkpoints, encode, finding, stored, with_payloads,
+};
 use crate::forward::format::{FormatKind, FormatOptions};
 
 fn esc_value(s: &str) -> String {
@@ -291,4 +295,89 @@ fn checkpoint_carries_size_and_root() {
         !bare.contains_key("rt") && !bare.contains_key("msg"),
         "{bare:?}"
     );
+}
+
+/// The CEF line of one finding, parsed.
+fn finding_line(f: &Finding) -> (String, Vec<String>, BTreeMap<String, String>) {
+    let s = StoredFindings::new(std::slice::from_ref(f));
+    let line = encode(
+        FormatKind::Cef,
+        &FormatOptions::default(),
+        &Event::Finding(s.row(0)),
+    );
+    let (header, ext) = parse(&line);
+    (line, header, ext)
+}
+
+#[test]
+fn a_finding_has_its_signature_severity_and_labelled_fields() {
+    let f = finding();
+    let (_, header, ext) = finding_line(&f);
+    assert_eq!(header[4], "finding.D1.volume_spike");
+    assert_eq!(header[5], "Finding D1 volume spike");
+    assert_eq!(header[6], "7", "high");
+    assert_eq!(ext["externalId"], f.finding_id);
+    assert_eq!(ext["cat"], "finding");
+    assert_eq!(ext["rt"], "1795428300000", "detected");
+    assert_eq!(ext["start"], "1795424400000");
+    assert_eq!(ext["end"], "1795428000000");
+    assert_eq!(ext["msg"], f.explanation);
+    assert_eq!(ext["suser"], "alice@bank.example");
+    for (slot, label, value) in [
+        ("cs1", "detector", "D1"),
+        ("cs2", "rule", "volume_spike"),
+        ("cs3", "target", "crm.delete_contact"),
+        ("cs4", "mcpServer", "crm"),
+        ("cs5", "team", "payments"),
+        ("cs6", "tenant", "acme-bank-eu"),
+        ("flexString1", "entityKind", "user"),
+        ("flexString2", "entity", "alice@bank.example"),
+        ("cfp2", "observed", "412"),
+        ("cfp3", "expected", "12.5"),
+        ("cfp4", "score", "11.5"),
+    ] {
+        assert_eq!(
+            (ext[&format!("{slot}Label")].as_str(), ext[slot].as_str()),
+            (label, value)
+        );
+    }
+    assert_eq!(ext["calltrailSeverity"], "high");
+    assert!(!ext.contains_key("cn1"), "no seq: findings are not chained");
+    for (severity, cef) in [
+        (Severity::Low, "3"),
+        (Severity::Medium, "5"),
+        (Severity::High, "7"),
+        (Severity::Critical, "9"),
+    ] {
+        let mut g = finding();
+        g.severity = severity;
+        assert_eq!(finding_line(&g).1[6], cef, "{severity:?}");
+    }
+}
+
+#[test]
+fn a_finding_explanation_is_escaped_and_comes_back_exactly() {
+    let mut f = finding();
+    f.explanation = format!("x cs1=forged suser=mallory \\ {NASTY}\r\nend");
+    f.rule = "odd|rule\\name".into();
+    let (line, header, ext) = finding_line(&f);
+    assert!(!line.contains('\n') && !line.contains('\r'), "{line:?}");
+    assert!(
+        line.contains(r"msg=x cs1\=forged suser\=mallory \\ "),
+        "{line}"
+    );
+    assert_eq!(
+        ext["msg"], f.explanation,
+        "unescaped, the explanation is intact"
+    );
+    assert_eq!(
+        ext["cs1"], "D1",
+        "a forged pair inside a value is not a field"
+    );
+    assert_eq!(ext["suser"], "alice@bank.example");
+    assert_eq!(
+        header[4], "finding.D1.odd_rule_name",
+        "signatures are tokens"
+    );
+    assert_eq!(ext["cs2"], "odd|rule\\name");
 }

@@ -7,7 +7,9 @@ use std::net::IpAddr;
 use chrono::{DateTime, SecondsFormat};
 use serde_json::{Map, Value};
 
-use crate::forward::event::{Event, EventKind, EventMeta, RecordRow};
+use calltrail_schemas::finding::Severity;
+
+use crate::forward::event::{Event, EventKind, EventMeta, FindingRow, RecordRow};
 
 /// Vendor in CEF/LEEF headers, OCSF `metadata.product.vendor_name`, ECS `observer.vendor`.
 pub(super) const VENDOR: &str = "Calltrail";
@@ -124,10 +126,13 @@ pub(super) fn audit_activity(action: Option<&str>) -> Activity {
     }
 }
 
-/// Whether the event succeeded; `None` when the record does not say.
+/// Whether the event succeeded; `None` when the record does not say, and for a finding
+/// (an observation, neither a success nor a failure).
 pub(super) fn succeeded(event: &Event<'_>) -> Option<bool> {
-    let Event::Record(row) = event else {
-        return Some(true);
+    let row = match event {
+        Event::Record(row) => row,
+        Event::Checkpoint(_) => return Some(true),
+        Event::Finding(_) => return None,
     };
     match row.kind() {
         EventKind::ToolCall => match row.str("outcome") {
@@ -136,7 +141,29 @@ pub(super) fn succeeded(event: &Event<'_>) -> Option<bool> {
             _ => None,
         },
         EventKind::LlmCall => row.boolean("is_error").map(|e| !e),
-        EventKind::Audit | EventKind::Checkpoint => Some(true),
+        EventKind::Audit | EventKind::Checkpoint | EventKind::Finding => Some(true),
+    }
+}
+
+/// CEF severity (0–10; LEEF takes it with a floor of 1) of an event: a finding's from its own
+/// severity ([`finding_severity_0_10`]), anything else's from its syslog severity
+/// ([`severity_0_10`]).
+pub(super) fn event_severity_0_10(event: &Event<'_>, meta: &EventMeta) -> u8 {
+    match event {
+        Event::Finding(f) => finding_severity_0_10(f.severity()),
+        _ => severity_0_10(meta),
+    }
+}
+
+/// A finding's CEF severity, in the middle of ArcSight's band of the same name: low 3 (Low,
+/// 0–3), medium 5 (Medium, 4–6), high 7 (High, 7–8), critical 9 (Very-High, 9–10); an
+/// unknown severity is medium.
+pub(super) fn finding_severity_0_10(severity: Option<Severity>) -> u8 {
+    match severity {
+        Some(Severity::Low) => 3,
+        Some(Severity::Medium) | None => 5,
+        Some(Severity::High) => 7,
+        Some(Severity::Critical) => 9,
     }
 }
 
@@ -173,10 +200,15 @@ pub(super) fn token(s: &str) -> String {
 }
 
 /// The event's type for CEF's signature id and LEEF's event id: `tool_call.<class>.<outcome>`,
-/// `llm_call.ok|error`, `audit.<action>` or `checkpoint`.
+/// `llm_call.ok|error`, `audit.<action>`, `finding.<detector>.<rule>` or `checkpoint`.
 pub(super) fn signature(event: &Event<'_>) -> String {
-    let Event::Record(row) = event else {
-        return "checkpoint".into();
+    let row = match event {
+        Event::Record(row) => row,
+        Event::Checkpoint(_) => return "checkpoint".into(),
+        Event::Finding(f) => {
+            let (detector, rule) = finding_rule(f);
+            return token(&format!("finding.{detector}.{rule}"));
+        }
     };
     match row.kind() {
         EventKind::ToolCall => token(&format!(
@@ -190,13 +222,27 @@ pub(super) fn signature(event: &Event<'_>) -> String {
         },
         EventKind::Audit => token(&format!("audit.{}", row.str("action").unwrap_or("unknown"))),
         EventKind::Checkpoint => "checkpoint".into(),
+        EventKind::Finding => "finding".into(),
     }
+}
+
+/// A finding's detector (`D1`...) and rule (`volume_spike`...), `unknown` when absent.
+pub(super) fn finding_rule<'a>(f: &FindingRow<'a>) -> (&'a str, &'a str) {
+    (
+        f.str("detector").unwrap_or("unknown"),
+        f.str("rule").unwrap_or("unknown"),
+    )
 }
 
 /// A human-readable name of the event's type, from the same fixed vocabulary (CEF `Name`).
 pub(super) fn title(event: &Event<'_>) -> String {
-    let Event::Record(row) = event else {
-        return "Signed checkpoint".into();
+    let row = match event {
+        Event::Record(row) => row,
+        Event::Checkpoint(_) => return "Signed checkpoint".into(),
+        Event::Finding(f) => {
+            let (detector, rule) = finding_rule(f);
+            return token(&format!("Finding {detector} {rule}")).replace('_', " ");
+        }
     };
     let name = match row.kind() {
         EventKind::ToolCall => format!(
@@ -210,11 +256,13 @@ pub(super) fn title(event: &Event<'_>) -> String {
         },
         EventKind::Audit => format!("Audit {}", row.str("action").unwrap_or("unknown")),
         EventKind::Checkpoint => "Signed checkpoint".into(),
+        EventKind::Finding => "Finding".into(),
     };
     token(&name).replace('_', " ")
 }
 
-/// A one-line description of what happened (OCSF `message`, ECS `message`).
+/// A one-line description of what happened (OCSF `message`, ECS `message`); a finding's is
+/// its explanation.
 pub(super) fn summary(event: &Event<'_>) -> String {
     let row = match event {
         Event::Checkpoint(c) => {
@@ -223,6 +271,7 @@ pub(super) fn summary(event: &Event<'_>) -> String {
                 c.chain_id, c.size
             );
         }
+        Event::Finding(f) => return f.str("explanation").unwrap_or_default().to_owned(),
         Event::Record(row) => row,
     };
     let who = row
@@ -257,7 +306,7 @@ pub(super) fn summary(event: &Event<'_>) -> String {
             };
             format!("{who} {op} {model}: {status}")
         }
-        EventKind::Audit | EventKind::Checkpoint => format!(
+        EventKind::Audit | EventKind::Checkpoint | EventKind::Finding => format!(
             "{who} {} {}",
             row.str("action").unwrap_or("acted on"),
             row.str("subject").unwrap_or_default()

@@ -4,13 +4,18 @@
 //! The event id is `event.id`, the seq `event.sequence`, the leaf hash `event.hash` (ECS:
 //! "hash of the raw event to demonstrate log integrity"), and all three again, with the chain
 //! id, under `calltrail`.
+//!
+//! A finding is an alert: `event.kind` `alert` (ECS: an alert "triggered by a detection rule
+//! executing externally to the Elastic Stack"), `event.category` `intrusion_detection` (whose
+//! expected `event.type` is `info`, `allowed` or `denied`; `threat` is for threat intelligence
+//! indicators), the rule in `rule.*`, the explanation in `message`.
 
 use super::common::{
-    Activity, Addr, Obj, PRODUCT, VENDOR, VERSION, addr, audit_activity, map_object, port, rfc3339,
-    span_ns, succeeded, summary, tool_activity,
+    Activity, Addr, Obj, PRODUCT, VENDOR, VERSION, addr, audit_activity, finding_rule, map_object,
+    port, rfc3339, span_ns, succeeded, summary, tool_activity,
 };
 use super::{FormatError, FormatOptions};
-use crate::forward::event::{CheckpointEvent, Event, EventKind, EventMeta, RecordRow};
+use crate::forward::event::{CheckpointEvent, Event, EventKind, EventMeta, FindingRow, RecordRow};
 
 /// The ECS version the documents follow (the first with `gen_ai`).
 const ECS_VERSION: &str = "8.17.0";
@@ -26,9 +31,13 @@ pub(super) fn encode(
             EventKind::ToolCall => tool_call(event, row, options),
             EventKind::LlmCall => llm_call(event, row),
             EventKind::Audit => audit(event, row),
-            EventKind::Checkpoint => common_fields(event, &row.meta(), Obj::new()),
+            // Not tables of records (`record_kind` refuses them before we get here).
+            EventKind::Checkpoint | EventKind::Finding => {
+                common_fields(event, &row.meta(), Obj::new())
+            }
         },
         Event::Checkpoint(c) => checkpoint(event, c),
+        Event::Finding(f) => finding(f),
     };
     serde_json::to_writer(&mut *out, &doc.into_value())?;
     Ok(())
@@ -46,6 +55,7 @@ fn common_fields(event: &Event<'_>, meta: &EventMeta, event_obj: Obj) -> Obj {
         EventKind::LlmCall => "calltrail.llm_calls",
         EventKind::Audit => "calltrail.audit_events",
         EventKind::Checkpoint => "calltrail.checkpoints",
+        EventKind::Finding => "calltrail.anomalies",
     };
     let event_obj = event_obj
         .set("kind", "event")
@@ -62,13 +72,15 @@ fn common_fields(event: &Event<'_>, meta: &EventMeta, event_obj: Obj) -> Obj {
         .set("message", summary(event))
         .obj("ecs", Obj::new().set("version", ECS_VERSION))
         .obj("event", event_obj)
-        .obj(
-            "observer",
-            Obj::new()
-                .set("vendor", VENDOR)
-                .set("product", PRODUCT)
-                .set("version", VERSION),
-        )
+        .obj("observer", observer())
+}
+
+/// `observer`: Calltrail.
+fn observer() -> Obj {
+    Obj::new()
+        .set("vendor", VENDOR)
+        .set("product", PRODUCT)
+        .set("version", VERSION)
 }
 
 /// The chain position under `calltrail`, plus `extra`: a record's seq, leaf and chained
@@ -338,6 +350,65 @@ fn checkpoint(event: &Event<'_>, c: &CheckpointEvent) -> Obj {
     common_fields(event, &meta, ev)
         .obj("service", Obj::new().set("name", "calltrail"))
         .obj("calltrail", calltrail(&meta, None, extra))
+}
+
+/// A finding as an ECS alert. `event.severity` is the syslog severity, as for every event
+/// (low 5, medium 4, high 3, critical 2); the severity's name is `calltrail.finding.severity`.
+/// Findings are not chained: no `event.sequence` or `event.hash`.
+fn finding(f: &FindingRow<'_>) -> Obj {
+    let meta = f.meta();
+    let (detector, rule) = finding_rule(f);
+    let ev = Obj::new()
+        .set("kind", "alert")
+        .set("category", vec!["intrusion_detection"])
+        .set("type", vec!["info"])
+        .set("id", meta.event_id.as_str())
+        .set("severity", meta.severity)
+        .opt("start", f.time_ns("window_start").map(rfc3339))
+        .opt("end", f.time_ns("window_end").map(rfc3339))
+        .set("dataset", "calltrail.anomalies")
+        .set("module", "calltrail");
+    let principal = f.str("principal");
+    let details = Obj::new()
+        .set("detector", detector)
+        .set("rule", rule)
+        .opt("severity", f.str("severity"))
+        .opt("entity_kind", f.str("entity_kind"))
+        .opt("entity", f.str("entity"))
+        .opt("observed", f.float("observed"))
+        .opt("expected", f.float("expected"))
+        .opt("score", f.float("score"));
+    Obj::new()
+        .set("@timestamp", rfc3339(meta.time_ns))
+        .set("message", f.str("explanation").unwrap_or_default())
+        .obj("ecs", Obj::new().set("version", ECS_VERSION))
+        .obj("event", ev)
+        .obj(
+            "rule",
+            Obj::new()
+                .set("id", detector)
+                .set("name", rule)
+                .set("ruleset", "calltrail"),
+        )
+        .obj("observer", observer())
+        .obj(
+            "user",
+            Obj::new().opt("id", principal).opt("name", principal),
+        )
+        .obj("group", Obj::new().opt("name", f.str("team")))
+        .obj("organization", Obj::new().opt("id", f.str("tenant")))
+        .obj("service", Obj::new().opt("name", f.str("server_name")))
+        .obj(
+            "gen_ai",
+            Obj::new().obj("tool", Obj::new().opt("name", f.str("tool_name"))),
+        )
+        .obj(
+            "calltrail",
+            Obj::new()
+                .set("kind", EventKind::Finding.as_str())
+                .set("event_id", meta.event_id.as_str())
+                .obj("finding", details),
+        )
 }
 
 #[cfg(test)]

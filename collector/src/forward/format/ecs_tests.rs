@@ -1,7 +1,11 @@
 use serde_json::{Value, json};
 
 use crate::forward::event::Event;
-use crate::forward::format::testdata::{checkpoints, encode, stored, with_payloads};
+use calltrail_schemas::finding::Severity;
+
+use crate::forward::format::testdata::{
+    StoredFindings, checkpoints, encode, finding, stored, with_payloads,
+};
 use crate::forward::format::{FormatKind, FormatOptions};
 
 fn doc(options: &FormatOptions, event: &Event<'_>) -> Value {
@@ -118,4 +122,60 @@ fn audit_and_checkpoint() {
     assert_eq!(c["event"]["hash"], "ab".repeat(32));
     assert_eq!(c["calltrail"]["checkpoint"]["size"], 42);
     assert!(c["calltrail"].get("leaf_hash").is_none());
+}
+
+#[test]
+fn a_finding_is_an_alert_with_its_rule() {
+    let f = finding();
+    let s = StoredFindings::new(std::slice::from_ref(&f));
+    let v = doc(&FormatOptions::default(), &Event::Finding(s.row(0)));
+    assert_eq!(v["@timestamp"], "2026-11-23T10:05:00.000000000Z");
+    assert_eq!(v["message"], f.explanation.as_str());
+    let e = &v["event"];
+    assert_eq!(e["kind"], "alert");
+    assert_eq!(e["category"], json!(["intrusion_detection"]));
+    assert_eq!(e["type"], json!(["info"]));
+    assert_eq!(e["id"], f.finding_id.as_str());
+    assert_eq!(e["severity"], 3, "high is syslog error");
+    assert_eq!(e["start"], "2026-11-23T09:00:00.000000000Z");
+    assert_eq!(e["end"], "2026-11-23T10:00:00.000000000Z");
+    assert_eq!(e["dataset"], "calltrail.anomalies");
+    assert!(
+        e.get("sequence").is_none() && e.get("hash").is_none(),
+        "{e}"
+    );
+    assert!(e.get("outcome").is_none(), "an alert has no outcome: {e}");
+    assert_eq!(
+        v["rule"],
+        json!({"id": "D1", "name": "volume_spike", "ruleset": "calltrail"})
+    );
+    assert_eq!(v["user"]["name"], "alice@bank.example");
+    assert_eq!(v["group"]["name"], "payments");
+    assert_eq!(v["organization"]["id"], "acme-bank-eu");
+    assert_eq!(v["service"]["name"], "crm");
+    assert_eq!(v["gen_ai"]["tool"]["name"], "crm.delete_contact");
+    assert_eq!(v["observer"]["product"], "Calltrail");
+    let ct = &v["calltrail"];
+    assert_eq!(ct["kind"], "finding");
+    assert_eq!(ct["event_id"], f.finding_id.as_str());
+    assert_eq!(
+        ct["finding"],
+        json!({"detector": "D1", "rule": "volume_spike", "severity": "high",
+               "entity_kind": "user", "entity": "alice@bank.example",
+               "observed": 412.0, "expected": 12.5, "score": 11.5})
+    );
+    for (severity, syslog) in [
+        (Severity::Low, 5),
+        (Severity::Medium, 4),
+        (Severity::High, 3),
+        (Severity::Critical, 2),
+    ] {
+        let mut g = finding();
+        g.severity = severity;
+        g.principal = None;
+        let s = StoredFindings::new(&[g]);
+        let v = doc(&FormatOptions::default(), &Event::Finding(s.row(0)));
+        assert_eq!(v["event"]["severity"], syslog);
+        assert!(v.get("user").is_none(), "{v}");
+    }
 }

@@ -6,14 +6,14 @@ use std::borrow::Cow;
 
 use super::FormatOptions;
 use super::common::{Addr, addr, map_object, port, span_ns, succeeded};
-use crate::forward::event::{CheckpointEvent, Event, EventKind, RecordRow};
+use crate::forward::event::{CheckpointEvent, Event, EventKind, FindingRow, RecordRow};
 
 /// What a field is. Each kind of event uses a subset; within one event no two fields share a
 /// CEF custom slot (`cs3` is the target of a tool call, the model of an LLM call, the subject
-/// of an audit event, the origin of a checkpoint).
+/// of an audit event, the origin of a checkpoint, the tool of a finding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Key {
-    /// Start (or audit time, or signing time).
+    /// Start (or audit time, or signing time, or when a finding was detected).
     Start,
     /// End.
     End,
@@ -105,6 +105,26 @@ pub(super) enum Key {
     ResultSize,
     /// The tool result.
     Result,
+    /// Start of a finding's window.
+    WindowStart,
+    /// End of a finding's window (exclusive).
+    WindowEnd,
+    /// The detector of a finding (`D1`...).
+    Detector,
+    /// The rule of a finding (`volume_spike`...).
+    Rule,
+    /// A finding's severity: low, medium, high, critical.
+    FindingSeverity,
+    /// What a finding is about: user, team, server, chain, pipeline.
+    EntityKind,
+    /// Which one.
+    Entity,
+    /// The value a finding saw in its window.
+    Observed,
+    /// The baseline it was compared with.
+    Expected,
+    /// The rule's score.
+    Score,
 }
 
 /// A field's value.
@@ -161,6 +181,7 @@ pub(super) fn fields<'a>(event: &Event<'a>, options: &FormatOptions) -> Vec<(Key
     match event {
         Event::Record(row) => record(&mut f, event, row, options),
         Event::Checkpoint(c) => checkpoint(&mut f, c),
+        Event::Finding(row) => finding(&mut f, row),
     }
     f.0
 }
@@ -178,7 +199,9 @@ fn record<'a>(f: &mut Fields<'a>, event: &Event<'a>, row: &RecordRow<'a>, option
             Key::Action,
             Some(row.str("operation").unwrap_or("inference")),
         ),
-        EventKind::Audit | EventKind::Checkpoint => f.text(Key::Action, row.str("action")),
+        EventKind::Audit | EventKind::Checkpoint | EventKind::Finding => {
+            f.text(Key::Action, row.str("action"));
+        }
     }
     let success = succeeded(event).map(|ok| if ok { "success" } else { "failure" });
     f.text(Key::Success, success);
@@ -220,7 +243,7 @@ fn record<'a>(f: &mut Fields<'a>, event: &Event<'a>, row: &RecordRow<'a>, option
             f.text(Key::Model, model);
             f.text(Key::Provider, row.str("provider"));
         }
-        EventKind::Audit | EventKind::Checkpoint => {
+        EventKind::Audit | EventKind::Checkpoint | EventKind::Finding => {
             f.text(Key::Subject, row.str("subject"));
             let details = map_object(row, "details");
             if details.as_object().is_some_and(|d| !d.is_empty()) {
@@ -262,4 +285,28 @@ fn checkpoint<'a>(f: &mut Fields<'a>, c: &'a CheckpointEvent) {
     f.val(Key::TreeSize, Some(Val::UInt(c.size)));
     f.text(Key::RootHash, Some(&c.root_hex));
     f.text(Key::Origin, Some(&c.origin));
+}
+
+/// A finding's fields: no chain position (findings are not chained), the explanation as the
+/// message.
+fn finding<'a>(f: &mut Fields<'a>, row: &FindingRow<'a>) {
+    f.val(Key::Start, row.time_ns("detected_at").map(Val::Time));
+    f.val(Key::WindowStart, row.time_ns("window_start").map(Val::Time));
+    f.val(Key::WindowEnd, row.time_ns("window_end").map(Val::Time));
+    f.text(Key::EventId, row.str("finding_id"));
+    f.text(Key::Kind, Some(EventKind::Finding.as_str()));
+    f.text(Key::Principal, row.str("principal"));
+    f.text(Key::Message, row.str("explanation"));
+    f.text(Key::Detector, row.str("detector"));
+    f.text(Key::Rule, row.str("rule"));
+    f.text(Key::FindingSeverity, row.str("severity"));
+    f.text(Key::EntityKind, row.str("entity_kind"));
+    f.text(Key::Entity, row.str("entity"));
+    f.text(Key::Target, row.str("tool_name"));
+    f.text(Key::Server, row.str("server_name"));
+    f.text(Key::Team, row.str("team"));
+    f.text(Key::Tenant, row.str("tenant"));
+    f.val(Key::Observed, row.float("observed").map(Val::Float));
+    f.val(Key::Expected, row.float("expected").map(Val::Float));
+    f.val(Key::Score, row.float("score").map(Val::Float));
 }

@@ -1,7 +1,7 @@
 //! Golden tests: every record of [`super::testdata`] (tool calls, LLM calls, audit events,
-//! checkpoints) encoded in every format, one event per line, must equal the file of that
-//! format under `tests/fixtures/forward/golden/`. A change of output is a change of what SIEMs
-//! receive, so it must show up in review as a diff of those files.
+//! checkpoints, then anomaly findings) encoded in every format, one event per line, must equal
+//! the file of that format under `tests/fixtures/forward/golden/`. A change of output is a
+//! change of what SIEMs receive, so it must show up in review as a diff of those files.
 //!
 //! To accept a deliberate change, rewrite the files and review the diff:
 //!
@@ -14,7 +14,7 @@
 
 use std::path::PathBuf;
 
-use super::testdata::{checkpoints, encode, stored, with_payloads};
+use super::testdata::{checkpoints, encode, stored, stored_findings, with_payloads};
 use super::{FormatKind, FormatOptions};
 use crate::forward::event::Event;
 
@@ -33,6 +33,11 @@ fn encode_all(kind: FormatKind, options: &FormatOptions) -> String {
     }
     for c in &checkpoints() {
         text.push_str(&encode(kind, options, &Event::Checkpoint(c)));
+        text.push('\n');
+    }
+    // Last, so that adding them only appended lines to files reviewed before.
+    for f in stored_findings().rows() {
+        text.push_str(&encode(kind, options, &Event::Finding(f)));
         text.push('\n');
     }
     text

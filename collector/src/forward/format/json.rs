@@ -2,7 +2,8 @@
 //! column order after a leading `"kind"`. Timestamps are RFC 3339 UTC with nanoseconds, hashes
 //! lowercase hex, maps objects; payload columns are left out unless `include_payloads`.
 //! A checkpoint is `{"kind":"checkpoint","event_id","chain_id","origin","size","root",
-//! "timestamp","note"}`.
+//! "timestamp","note"}`. A finding is its row of `anomalies` the same way, after
+//! `"kind":"finding"` (its id is `finding_id`; it has no chain columns).
 //!
 //! The object is written by hand rather than through `serde_json::Map` so that keys keep the
 //! stored order (the `preserve_order` feature would change map order for the whole workspace).
@@ -11,7 +12,7 @@ use serde_json::Value;
 
 use super::common::{PAYLOAD_COLUMNS, map_object, rfc3339};
 use super::{FormatError, FormatOptions};
-use crate::forward::event::{Cell, CheckpointEvent, Event, RecordRow};
+use crate::forward::event::{Cell, CheckpointEvent, Event, EventKind, FindingRow, RecordRow};
 
 /// Map-typed columns of the forwarded tables. [`RecordRow::map`] cannot tell a null map from
 /// an empty one, so these are always written as objects.
@@ -26,6 +27,7 @@ pub(super) fn encode(
     match event {
         Event::Record(row) => record(row, options, out),
         Event::Checkpoint(c) => checkpoint(c, out),
+        Event::Finding(f) => finding(f, out),
     }
 }
 
@@ -42,20 +44,39 @@ fn record(
             continue;
         }
         match cell {
-            Cell::Str(s) => obj.field(name, s)?,
-            Cell::Int(i) => obj.field(name, i)?,
-            // NaN and infinities become null: JSON has no way to write them.
-            Cell::Float(f) => obj.field(name, Value::from(f))?,
-            Cell::Bool(b) => obj.field(name, b)?,
-            Cell::TimeNs(ns) => obj.field(name, rfc3339(ns))?,
-            Cell::Hash(h) => obj.field(name, hex::encode(h))?,
             Cell::Map => obj.field(name, map_object(row, name))?,
             Cell::Null if MAP_COLUMNS.contains(&name) => obj.field(name, map_object(row, name))?,
-            Cell::Null | Cell::Other => obj.field(name, ())?,
+            _ => scalar(&mut obj, name, cell)?,
         }
     }
     obj.finish();
     Ok(())
+}
+
+/// A finding: its row, after `"kind":"finding"`. The `anomalies` table has no maps and no
+/// payload columns.
+fn finding(f: &FindingRow<'_>, out: &mut Vec<u8>) -> Result<(), FormatError> {
+    let mut obj = Writer::new(out);
+    obj.field("kind", EventKind::Finding.as_str())?;
+    for (name, cell) in f.cells() {
+        scalar(&mut obj, name, cell)?;
+    }
+    obj.finish();
+    Ok(())
+}
+
+/// Writes one cell that is not a map (a map, or a type we do not know, is null).
+fn scalar(obj: &mut Writer<'_>, name: &str, cell: Cell<'_>) -> Result<(), FormatError> {
+    match cell {
+        Cell::Str(s) => obj.field(name, s),
+        Cell::Int(i) => obj.field(name, i),
+        // NaN and infinities become null: JSON has no way to write them.
+        Cell::Float(f) => obj.field(name, Value::from(f)),
+        Cell::Bool(b) => obj.field(name, b),
+        Cell::TimeNs(ns) => obj.field(name, rfc3339(ns)),
+        Cell::Hash(h) => obj.field(name, hex::encode(h)),
+        Cell::Map | Cell::Null | Cell::Other => obj.field(name, ()),
+    }
 }
 
 fn checkpoint(c: &CheckpointEvent, out: &mut Vec<u8>) -> Result<(), FormatError> {

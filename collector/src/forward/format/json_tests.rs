@@ -1,7 +1,9 @@
 use serde_json::Value;
 
 use crate::forward::event::Event;
-use crate::forward::format::testdata::{NASTY, checkpoints, encode, stored, with_payloads};
+use crate::forward::format::testdata::{
+    NASTY, StoredFindings, checkpoints, encode, finding, stored, with_payloads,
+};
 use crate::forward::format::{FormatKind, FormatOptions};
 
 fn doc(options: &FormatOptions, event: &Event<'_>) -> (String, Value) {
@@ -105,4 +107,39 @@ fn checkpoint_has_exactly_its_keys() {
     let (_, bare) = doc(&FormatOptions::default(), &Event::Checkpoint(&cps[1]));
     assert_eq!(bare["timestamp"], Value::Null);
     assert_eq!(bare["size"], 0);
+}
+
+#[test]
+fn a_finding_is_its_row_after_kind_finding() {
+    let f = finding();
+    let s = StoredFindings::new(std::slice::from_ref(&f));
+    let (text, v) = doc(&FormatOptions::default(), &Event::Finding(s.row(0)));
+    assert!(
+        text.starts_with(&format!(
+            r#"{{"kind":"finding","finding_id":"{}","detector":"D1","rule":"volume_spike","severity":"high","#,
+            f.finding_id
+        )),
+        "{text}"
+    );
+    let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys.len(),
+        1 + calltrail_schemas::finding::anomalies_schema()
+            .fields()
+            .len()
+    );
+    assert_eq!(v["window_start"], "2026-11-23T09:00:00.000000000Z");
+    assert_eq!(v["detected_at"], "2026-11-23T10:05:00.000000000Z");
+    assert_eq!(v["observed"], 412.0);
+    assert_eq!(v["expected"], 12.5);
+    assert_eq!(v["explanation"], f.explanation.as_str());
+    let mut bare = finding();
+    bare.principal = None;
+    bare.expected = None;
+    bare.explanation = NASTY.into();
+    let s = StoredFindings::new(&[bare]);
+    let (_, v) = doc(&with_payloads(), &Event::Finding(s.row(0)));
+    assert_eq!(v["principal"], Value::Null);
+    assert_eq!(v["expected"], Value::Null);
+    assert_eq!(v["explanation"], NASTY, "JSON carries any text exactly");
 }

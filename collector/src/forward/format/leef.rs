@@ -14,10 +14,13 @@
 //! Predefined keys: `devTime` (with `devTimeFormat`, RFC 3339 with milliseconds), `cat`, `sev`
 //! (1–10), `usrName`, `src`, `srcPort`, `dst`, `dstPort`. The rest are Calltrail's own keys:
 //! `eventId`, `chainId`, `seq`, `leafHash` (a checkpoint's `treeSize` and `rootHash`), ...
+//! A finding (event id `finding.<detector>.<rule>`) has `devTime` its detection, `msg` its
+//! explanation, and `windowStart`, `windowEnd`, `detector`, `rule`, `findingSeverity`,
+//! `entityKind`, `entity`, `observed`, `expected`, `score`; `sev` as CEF's (3, 5, 7, 9).
 
 use std::io::Write as _;
 
-use super::common::{PRODUCT, VENDOR, VERSION, rfc3339_ms, severity_0_10, signature, token};
+use super::common::{PRODUCT, VENDOR, VERSION, event_severity_0_10, rfc3339_ms, signature, token};
 use super::fields::{Key, Val, fields};
 use super::{FormatError, FormatOptions};
 use crate::forward::event::Event;
@@ -63,7 +66,7 @@ pub(super) fn encode(
         delimiter: d,
         first: true,
     };
-    w.pair("sev", &severity_0_10(&meta).max(1).to_string());
+    w.pair("sev", &event_severity_0_10(event, &meta).max(1).to_string());
     for (key, value) in fields(event, options) {
         let text = match value {
             Val::Text(s) => s.into_owned(),
@@ -160,6 +163,16 @@ fn leef_key(key: Key) -> &'static str {
         Key::ResultSha256 => "resultSha256",
         Key::ResultSize => "resultSize",
         Key::Result => "result",
+        Key::WindowStart => "windowStart",
+        Key::WindowEnd => "windowEnd",
+        Key::Detector => "detector",
+        Key::Rule => "rule",
+        Key::FindingSeverity => "findingSeverity",
+        Key::EntityKind => "entityKind",
+        Key::Entity => "entity",
+        Key::Observed => "observed",
+        Key::Expected => "expected",
+        Key::Score => "score",
     }
 }
 

@@ -2,7 +2,11 @@ use std::collections::BTreeMap;
 
 use super::{check_delimiter, sanitize};
 use crate::forward::event::Event;
-use crate::forward::format::testdata::{NASTY, checkpoints, encode, stored, with_payloads};
+use calltrail_schemas::finding::Severity;
+
+use crate::forward::format::testdata::{
+    NASTY, StoredFindings, checkpoints, encode, finding, stored, with_payloads,
+};
 use crate::forward::format::{FormatError, FormatKind, FormatOptions};
 
 /// Header fields and pairs of one LEEF line split on `delimiter`, failing on a repeated key.
@@ -152,4 +156,60 @@ fn checkpoint_carries_size_and_root() {
     assert_eq!(pairs["rootHash"], "ab".repeat(32));
     assert_eq!(pairs["devTime"], "2026-11-23T10:00:00.000Z");
     assert!(!pairs["msg"].contains('\n'));
+}
+
+#[test]
+fn a_finding_has_its_event_id_severity_and_sanitised_explanation() {
+    let mut f = finding();
+    f.explanation = format!("tab\there, new\nline, pipe | and = stay {NASTY}");
+    let s = StoredFindings::new(std::slice::from_ref(&f));
+    let line = encode(
+        FormatKind::Leef,
+        &FormatOptions::default(),
+        &Event::Finding(s.row(0)),
+    );
+    assert!(!line.contains('\n') && !line.contains('\r'), "{line:?}");
+    let (header, pairs) = parse(&line, '\t');
+    assert_eq!(header[4], "finding.D1.volume_spike");
+    assert_eq!(pairs["sev"], "7");
+    assert_eq!(pairs["cat"], "finding");
+    assert_eq!(pairs["eventId"], f.finding_id);
+    assert_eq!(pairs["devTime"], "2026-11-23T10:05:00.000Z");
+    assert_eq!(pairs["windowStart"], "2026-11-23T09:00:00.000Z");
+    assert_eq!(pairs["windowEnd"], "2026-11-23T10:00:00.000Z");
+    assert_eq!(pairs["usrName"], "alice@bank.example");
+    assert_eq!(pairs["detector"], "D1");
+    assert_eq!(pairs["rule"], "volume_spike");
+    assert_eq!(pairs["findingSeverity"], "high");
+    assert_eq!(pairs["entityKind"], "user");
+    assert_eq!(pairs["entity"], "alice@bank.example");
+    assert_eq!(pairs["target"], "crm.delete_contact");
+    assert_eq!(pairs["mcpServer"], "crm");
+    assert_eq!(pairs["observed"], "412");
+    assert_eq!(pairs["expected"], "12.5");
+    assert_eq!(pairs["score"], "11.5");
+    let mut want = String::new();
+    for c in f.explanation.chars() {
+        want.push(if c.is_control() { ' ' } else { c });
+    }
+    assert_eq!(
+        pairs["msg"], want,
+        "controls (and the delimiter) become spaces"
+    );
+    assert!(!pairs.contains_key("seq") && !pairs.contains_key("chainId"));
+    for (severity, sev) in [
+        (Severity::Low, "3"),
+        (Severity::Medium, "5"),
+        (Severity::Critical, "9"),
+    ] {
+        let mut g = finding();
+        g.severity = severity;
+        let s = StoredFindings::new(&[g]);
+        let line = encode(
+            FormatKind::Leef,
+            &FormatOptions::default(),
+            &Event::Finding(s.row(0)),
+        );
+        assert_eq!(parse(&line, '\t').1["sev"], sev);
+    }
 }

@@ -1,5 +1,5 @@
-//! The event formats SIEMs ingest: every forwarded event (a stored record or a signed
-//! checkpoint) encoded as OCSF, ECS, CEF, LEEF or Calltrail's native JSON.
+//! The event formats SIEMs ingest: every forwarded event (a stored record, an anomaly finding
+//! or a signed checkpoint) encoded as OCSF, ECS, CEF, LEEF or Calltrail's native JSON.
 //!
 //! One [`Formatter`] per destination encodes one event at a time into a caller's buffer, so
 //! the delivery loop can batch without copying. Every format carries the event id, the chain,
@@ -12,7 +12,8 @@
 //! fail or panic on odd values: nulls, empty strings, control characters and huge values are
 //! encoded (escaped or replaced as each format requires) rather than refused.
 //!
-//! - [`ocsf`]: OCSF 1.3.0 JSON (AWS Security Lake), API Activity and Base Event;
+//! - [`ocsf`]: OCSF 1.3.0 JSON (AWS Security Lake), API Activity, Detection Finding and Base
+//!   Event;
 //! - [`ecs`]: Elastic Common Schema JSON;
 //! - [`cef`]: ArcSight CEF (also Sentinel's CommonSecurityLog);
 //! - [`leef`]: QRadar LEEF 2.0;

@@ -4,7 +4,9 @@
 //! 6003, category 6 Application Activity): each is one API operation by an actor against a
 //! service; one class for every record also keeps Security Lake's one-class-per-object rule
 //! simple. A signed checkpoint is a **Base Event** (`class_uid` 0, activity 99 Other): it is
-//! no activity of anyone, only a statement of the chain head, and no other class fits.
+//! no activity of anyone, only a statement of the chain head, and no other class fits. An
+//! anomaly finding is a **Detection Finding** (`class_uid` 2004, category 2 Findings, activity
+//! 1 Create): see `ocsf_finding.rs`.
 //!
 //! Every event carries its event id in `metadata.uid`, its seq in `metadata.sequence`, and the
 //! chain id, seq and leaf hash (a checkpoint's tree size and root) under `unmapped.calltrail`.
@@ -63,10 +65,11 @@ pub(super) fn encode(
             EventKind::ToolCall => tool_call(event, row, options),
             EventKind::LlmCall => llm_call(event, row, options),
             EventKind::Audit => audit(event, row, options),
-            // Not a table (`record_kind` refuses it before we get here).
-            EventKind::Checkpoint => base(event, &row.meta(), options),
+            // Not tables of records (`record_kind` refuses them before we get here).
+            EventKind::Checkpoint | EventKind::Finding => base(event, &row.meta(), options),
         },
         Event::Checkpoint(c) => checkpoint(event, c, options),
+        Event::Finding(f) => finding::finding(f, options),
     };
     clamp_strings(&mut doc);
     serde_json::to_writer(&mut *out, &doc)?;
@@ -127,7 +130,13 @@ fn metadata(meta: &EventMeta, options: &FormatOptions, log_name: &str) -> Obj {
         )
         .set("uid", meta.event_id.as_str())
         // `sequence` is an `integer_t` (32 bits): past that the seq is only in `unmapped`.
-        .opt("sequence", i32::try_from(meta.seq).ok())
+        // Findings are not chained: they have no seq.
+        .opt(
+            "sequence",
+            (meta.kind != EventKind::Finding)
+                .then(|| i32::try_from(meta.seq).ok())
+                .flatten(),
+        )
         .set("log_name", log_name)
         .set("log_provider", "calltrail")
         .opt("tenant_uid", meta.tenant.as_deref())
@@ -491,6 +500,9 @@ fn clamp_strings(v: &mut Value) {
         _ => {}
     }
 }
+
+#[path = "ocsf_finding.rs"]
+mod finding;
 
 #[cfg(test)]
 #[path = "ocsf_tests.rs"]

@@ -1,10 +1,13 @@
 use serde_json::{Value, json};
 
 use super::{MAX_STRING, clamp_strings, is_hostname};
-use crate::forward::event::{Columns, Event, RecordRow};
-use crate::forward::format::testdata::{checkpoints, encode, stored, tool_call, with_payloads};
+use crate::forward::event::{Columns, Event, FindingRow, RecordRow};
+use crate::forward::format::testdata::{
+    StoredFindings, checkpoints, encode, finding, stored, tool_call, with_payloads,
+};
 use crate::forward::format::{FormatKind, FormatOptions};
 use calltrail_schemas::arrow_schema::{ChainColumns, TOOL_CALLS, tool_calls_batch, with_chain};
+use calltrail_schemas::finding::{Finding, Severity};
 use calltrail_schemas::record::{OperationClass, Outcome};
 
 fn doc(options: &FormatOptions, event: &Event<'_>) -> Value {
@@ -258,4 +261,149 @@ fn a_seq_past_integer_t_stays_only_in_unmapped() {
             .get("response")
             .is_none_or(|r| r.get("code").is_none())
     );
+}
+
+/// The OCSF document of one finding, stored alone.
+fn finding_doc(f: &Finding, options: &FormatOptions) -> Value {
+    let s = StoredFindings::new(std::slice::from_ref(f));
+    doc(options, &Event::Finding(s.row(0)))
+}
+
+#[test]
+fn a_finding_is_a_detection_finding_created() {
+    let f = finding();
+    let v = finding_doc(&f, &FormatOptions::default());
+    assert_eq!(v["class_uid"], 2004);
+    assert_eq!(v["class_name"], "Detection Finding");
+    assert_eq!(v["category_uid"], 2);
+    assert_eq!(v["category_name"], "Findings");
+    assert_eq!(
+        (v["activity_id"].clone(), v["activity_name"].clone()),
+        (json!(1), json!("Create"))
+    );
+    assert_eq!(v["type_uid"], 200401);
+    assert_eq!(v["type_name"], "Detection Finding: Create");
+    assert_eq!(
+        (v["status_id"].clone(), v["status"].clone()),
+        (json!(1), json!("New"))
+    );
+    assert_eq!(v["time"], 1_795_428_300_000_i64, "detected_at, ms");
+    assert_eq!(v["start_time"], 1_795_424_400_000_i64);
+    assert_eq!(v["end_time"], 1_795_428_000_000_i64);
+    assert_eq!(v["message"], f.explanation.as_str());
+    let info = &v["finding_info"];
+    assert_eq!(info["uid"], f.finding_id.as_str());
+    assert_eq!(info["title"], "volume_spike (D1)");
+    assert_eq!(info["desc"], f.explanation.as_str());
+    assert_eq!(info["types"], json!(["D1"]));
+    assert_eq!(
+        info["analytic"],
+        json!({"uid": "D1", "name": "volume_spike", "type_id": 2, "type": "Behavioral"})
+    );
+    assert_eq!(info["created_time"], 1_795_428_300_000_i64);
+    assert_eq!(info["first_seen_time"], 1_795_424_400_000_i64);
+    assert_eq!(info["last_seen_time"], 1_795_428_000_000_i64);
+    let md = &v["metadata"];
+    assert_eq!(md["uid"], f.finding_id.as_str());
+    assert_eq!(md["version"], "1.3.0");
+    assert_eq!(md["log_name"], "anomalies");
+    assert_eq!(md["tenant_uid"], "acme-bank-eu");
+    assert_eq!(md["product"]["name"], "Calltrail");
+    assert_eq!(md["product"]["vendor_name"], "Calltrail");
+    assert!(
+        md.get("sequence").is_none(),
+        "findings are not chained: {md}"
+    );
+    assert_eq!(
+        md["profiles"],
+        json!(["host"]),
+        "actor is the host profile's"
+    );
+    assert_eq!(v["actor"]["user"]["name"], "alice@bank.example");
+    assert_eq!(v["actor"]["user"]["uid"], "alice@bank.example");
+    assert_eq!(
+        v["resources"],
+        json!([{"name": "crm", "type": "mcp_server"}, {"name": "crm.delete_contact", "type": "tool"}])
+    );
+    assert_eq!(
+        v["evidences"],
+        json!([{"data": {"observed": 412.0, "expected": 12.5, "score": 11.5}}])
+    );
+    let ct = &v["unmapped"]["calltrail"];
+    assert_eq!(ct["kind"], "finding");
+    assert_eq!(ct["event_id"], f.finding_id.as_str());
+    assert_eq!(ct["severity"], "high");
+    assert_eq!(
+        (ct["entity_kind"].clone(), ct["entity"].clone()),
+        (json!("user"), json!("alice@bank.example"))
+    );
+    assert_eq!(ct["team"], "payments");
+    assert!(
+        ct.get("chain_id").is_none() && ct.get("seq").is_none(),
+        "{ct}"
+    );
+}
+
+#[test]
+fn finding_severities_low_to_critical_are_2_to_5() {
+    for (severity, id, name) in [
+        (Severity::Low, 2, "Low"),
+        (Severity::Medium, 3, "Medium"),
+        (Severity::High, 4, "High"),
+        (Severity::Critical, 5, "Critical"),
+    ] {
+        let mut f = finding();
+        f.severity = severity;
+        let v = finding_doc(&f, &FormatOptions::default());
+        assert_eq!(
+            (v["severity_id"].clone(), v["severity"].clone()),
+            (json!(id), json!(name))
+        );
+    }
+}
+
+#[test]
+fn a_finding_without_principal_resources_or_baseline_leaves_them_out() {
+    let mut f = finding();
+    f.principal = None;
+    f.server_name = None;
+    f.tool_name = None;
+    f.expected = None;
+    f.tenant = None;
+    let v = finding_doc(&f, &FormatOptions::default());
+    assert!(v.get("actor").is_none(), "{v}");
+    assert!(v.get("resources").is_none(), "{v}");
+    assert!(v["metadata"].get("profiles").is_none(), "{v}");
+    assert!(v["metadata"].get("tenant_uid").is_none(), "{v}");
+    assert_eq!(
+        v["evidences"],
+        json!([{"data": {"observed": 412.0, "score": 11.5}}])
+    );
+    // With the 1.8 option, the finding declares 1.8.0 like every other event.
+    let v = finding_doc(
+        &finding(),
+        &FormatOptions {
+            ocsf_ai_operation: true,
+            ..FormatOptions::default()
+        },
+    );
+    assert_eq!(v["metadata"]["version"], "1.8.0");
+    assert_eq!(v["metadata"]["profiles"], json!(["host"]));
+}
+
+#[test]
+fn an_unknown_severity_is_medium_and_odd_text_is_kept() {
+    let s = StoredFindings::new(&[finding()]);
+    // A severity the table does not define (a newer detector, a hand-edited file).
+    let mut columns: Vec<arrow::array::ArrayRef> = s.batch.columns().to_vec();
+    let i = s.batch.schema().index_of("severity").unwrap();
+    columns[i] = std::sync::Arc::new(arrow::array::StringArray::from(vec!["severe"]));
+    let batch = arrow::array::RecordBatch::try_new(s.batch.schema(), columns).unwrap();
+    let cols = Columns::new(calltrail_schemas::finding::ANOMALIES, &batch);
+    let v = doc(
+        &FormatOptions::default(),
+        &Event::Finding(FindingRow::new(&batch, &cols, 0)),
+    );
+    assert_eq!(v["severity_id"], 3);
+    assert_eq!(v["unmapped"]["calltrail"]["severity"], "severe");
 }

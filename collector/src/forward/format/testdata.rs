@@ -1,7 +1,8 @@
-//! Records the format tests share: hand-made tool calls, LLM calls, audit events and
-//! checkpoints, stored as they would be (content batch + chain columns), covering the cases
-//! that matter to formats: every column set, every column null, hostnames instead of IPs,
-//! values with characters each format must escape, and payloads present.
+//! Records the format tests share: hand-made tool calls, LLM calls, audit events, anomaly
+//! findings and checkpoints, stored as they would be (content batch + chain columns; findings
+//! unchained), covering the cases that matter to formats: every column set, every column null,
+//! hostnames instead of IPs, values with characters each format must escape, and payloads
+//! present.
 
 use std::sync::Arc;
 
@@ -10,12 +11,13 @@ use calltrail_schemas::arrow_schema::{
     ChainColumns, LLM_CALLS, TOOL_CALLS, llm_calls_batch, tool_calls_batch, with_chain,
 };
 use calltrail_schemas::audit::{AUDIT_EVENTS, AuditEvent, audit_events_batch};
+use calltrail_schemas::finding::{ANOMALIES, Finding, Severity, finding_id, findings_batch};
 use calltrail_schemas::record::{
     Attribution, LlmCall, OperationClass, Outcome, Payload, PrincipalKind, Side, Source, ToolCall,
 };
 
 use super::{FormatKind, FormatOptions, Formatter};
-use crate::forward::event::{CheckpointEvent, Columns, Event, RecordRow};
+use crate::forward::event::{CheckpointEvent, Columns, Event, FindingRow, RecordRow};
 
 /// 2026-11-23T10:00:00Z in ns.
 pub(super) const T0: i64 = 1_795_428_000_000_000_000;
@@ -310,6 +312,109 @@ pub(super) fn stored() -> [Stored; 3] {
             20,
         ),
     ]
+}
+
+/// A finding with every column set: a volume spike of a user on a server, severity high.
+pub(super) fn finding() -> Finding {
+    let window_start_ns = T0 - 3_600_000_000_000;
+    Finding {
+        finding_id: finding_id("D1", "user", "alice@bank.example", window_start_ns),
+        detector: "D1".into(),
+        rule: "volume_spike".into(),
+        severity: Severity::High,
+        entity_kind: "user".into(),
+        entity: "alice@bank.example".into(),
+        principal: Some("alice@bank.example".into()),
+        team: Some("payments".into()),
+        tenant: Some("acme-bank-eu".into()),
+        server_name: Some("crm".into()),
+        tool_name: Some("crm.delete_contact".into()),
+        window_start_ns,
+        window_end_ns: T0,
+        observed: 412.0,
+        expected: Some(12.5),
+        score: 11.5,
+        explanation: "alice@bank.example made 412 calls to crm in the hour to 10:00 UTC, 33 times her baseline of 12.5".into(),
+        detected_at_ns: T0 + 300_000_000_000,
+    }
+}
+
+/// The findings of the golden tests: every column set (high), every optional column null
+/// (critical), text each format must escape (medium), and a low one.
+pub(super) fn findings() -> Vec<Finding> {
+    let full = finding();
+
+    let mut bare = finding();
+    bare.finding_id = finding_id("D8", "chain", "w-01", T0);
+    bare.detector = "D8".into();
+    bare.rule = "chain_break".into();
+    bare.severity = Severity::Critical;
+    bare.entity_kind = "chain".into();
+    bare.entity = "w-01".into();
+    bare.principal = None;
+    bare.team = None;
+    bare.tenant = None;
+    bare.server_name = None;
+    bare.tool_name = None;
+    bare.expected = None;
+    bare.observed = 1.0;
+    bare.score = 1.0;
+    bare.explanation = "chain w-01 does not verify at seq 42".into();
+
+    let mut nasty = finding();
+    nasty.finding_id = finding_id("D3", "user", NASTY, T0);
+    nasty.detector = "D3".into();
+    nasty.rule = "first_destructive_use".into();
+    nasty.severity = Severity::Medium;
+    nasty.entity = NASTY.into();
+    nasty.principal = Some(format!("bob {NASTY}"));
+    nasty.server_name = Some(NASTY.into());
+    nasty.tool_name = Some(format!("drop=all {NASTY}"));
+    nasty.explanation = format!("bob used a delete tool for the first time: {NASTY}");
+
+    let mut low = finding();
+    low.finding_id = finding_id("D2", "team", "payments", T0);
+    low.detector = "D2".into();
+    low.rule = "new_server".into();
+    low.severity = Severity::Low;
+    low.entity_kind = "team".into();
+    low.entity = "payments".into();
+    low.principal = None;
+    low.tool_name = None;
+    low.expected = Some(0.0);
+    low.explanation = "team payments called server crm for the first time".into();
+
+    vec![full, bare, nasty, low]
+}
+
+/// A batch of `anomalies` and its column index.
+pub(super) struct StoredFindings {
+    pub(super) batch: RecordBatch,
+    pub(super) columns: Columns,
+}
+
+impl StoredFindings {
+    /// `rows` as the detectors store them.
+    pub(super) fn new(rows: &[Finding]) -> Self {
+        let batch = findings_batch(rows).expect("findings batch");
+        let columns = Columns::new(ANOMALIES, &batch);
+        Self { batch, columns }
+    }
+
+    /// Row `i` as a finding.
+    pub(super) fn row(&self, i: usize) -> FindingRow<'_> {
+        FindingRow::new(&self.batch, &self.columns, i)
+    }
+
+    /// Every row.
+    pub(super) fn rows(&self) -> impl Iterator<Item = FindingRow<'_>> {
+        (0..self.batch.num_rows()).map(|i| self.row(i))
+    }
+}
+
+/// Every golden finding, stored.
+pub(super) fn stored_findings() -> StoredFindings {
+    StoredFindings::new(&findings())
 }
 
 /// `event` encoded by a formatter of `kind` with `options`, as text.

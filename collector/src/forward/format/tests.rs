@@ -7,9 +7,9 @@ use arrow::array::{ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray}
 use arrow::datatypes::{DataType, Field, Schema};
 use calltrail_schemas::arrow_schema::{ChainColumns, TOOL_CALLS, tool_calls_batch, with_chain};
 
-use super::testdata::{NASTY, tool_call};
+use super::testdata::{NASTY, StoredFindings, finding, tool_call};
 use super::{FormatError, FormatKind, FormatOptions, Formatter};
-use crate::forward::event::{Columns, Event, RecordRow};
+use crate::forward::event::{Columns, Event, FindingRow, RecordRow};
 
 const ALL: [FormatKind; 5] = [
     FormatKind::Ocsf,
@@ -193,4 +193,39 @@ fn a_row_with_every_column_null_or_of_another_type_encodes() {
         let columns = Columns::new(table, &batch);
         assert_encodes(&Event::Record(RecordRow::new(&batch, &columns, 0)));
     }
+}
+
+#[test]
+fn findings_with_huge_values_control_characters_and_extreme_times_encode() {
+    let mut f = finding();
+    let huge = format!("{}\u{0}\u{7f}\u{1b}[31m{NASTY}", "é".repeat(200_000));
+    f.explanation = huge.clone();
+    f.principal = Some(huge.clone());
+    f.rule = huge;
+    f.window_start_ns = i64::MIN;
+    f.window_end_ns = i64::MAX;
+    f.detected_at_ns = 0;
+    f.observed = f64::NAN;
+    f.expected = Some(f64::INFINITY);
+    f.score = -0.0;
+    let s = StoredFindings::new(&[f]);
+    assert_encodes(&Event::Finding(s.row(0)));
+}
+
+#[test]
+fn a_finding_row_of_another_schema_encodes() {
+    // A file from another version of the table: columns missing, or of other types.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("finding_id", DataType::Int64, true),
+        Field::new("severity", DataType::Utf8, true),
+        Field::new("observed", DataType::Utf8, true),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(Int64Array::from(vec![Some(7)])),
+        Arc::new(StringArray::from(vec![None::<&str>])),
+        Arc::new(StringArray::from(vec![Some("many")])),
+    ];
+    let batch = RecordBatch::try_new(schema, columns).unwrap();
+    let columns = Columns::new(calltrail_schemas::finding::ANOMALIES, &batch);
+    assert_encodes(&Event::Finding(FindingRow::new(&batch, &columns, 0)));
 }

@@ -1,0 +1,335 @@
+//! Query benchmark: chargeback, ROI and an ad hoc per-user filter over 10 million synthetic
+//! calls in 30 days, through `calltrail_query::Engine`, side by side with DuckDB on the same
+//! files in the same run.
+//!
+//! Run (release build, the bench profile):
+//!
+//! ```text
+//! CALLTRAIL_BENCH_DIR=/work/.cache/bench-10m \
+//!   cargo bench -p calltrail-query --bench query_10m -- [--rows N] [--days D] [--dir DIR]
+//!   [--runs R] [--no-duckdb] [--explain] [--experiments] [--sql TEXT]
+//! ```
+//!
+//! - Data: `--dir`, else `$CALLTRAIL_BENCH_DIR`, else `target/bench-query-10m`. Generated once
+//!   (`query_10m_support/generate.rs`: the store's layout, schemas and file properties) and
+//!   reused while its marker file names the same size. Defaults: 10 000 000 tool calls (and a
+//!   third as many LLM calls) over 30 days from 2025-06-02.
+//! - Queries: `benches/sql/*.sql`, the single source for both engines; each is timed best of
+//!   `--runs` (default 3) after one warm-up, every run printed. `Engine::query` builds a session
+//!   per query, as the API does, so the figures include listing the files.
+//! - DuckDB: `benches/duckdb_bench.py` run by `$CALLTRAIL_BENCH_PYTHON` (default
+//!   `.venv-test/bin/python`), with the simple `calls` view (the column the ratio uses) and with
+//!   query/sql/calls.sql itself. Skipped, with a note, when that Python has no duckdb.
+//! - Cross-check: both engines must return the same rows and values (numbers to 1e-6
+//!   relative); a mismatch is printed and the bench exits non-zero.
+//! - `--explain` prints `EXPLAIN ANALYZE` of each query through the engine; `--experiments`
+//!   times session-setting variants on a local copy of the engine's session; `--sql TEXT` runs
+//!   one statement through the engine (after generating the data if needed), prints it and
+//!   its time, and stops.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use arrow::array::RecordBatch;
+use arrow::util::pretty::pretty_format_batches;
+use calltrail_query::{Engine, QueryLimits};
+
+mod query_10m_support;
+use query_10m_support::duckdb::{self, DuckReport, DuckRun};
+use query_10m_support::experiments;
+use query_10m_support::{BenchResult, compare, generate};
+
+/// The queries, by name, in `benches/sql/`.
+const QUERIES: &[&str] = &["chargeback_by_team", "roi_by_team", "user_filter"];
+/// Memory a bench query may hold: generous, the machine's RAM is the real bound.
+const MEMORY_MIB: usize = 12 * 1024;
+
+/// Command-line settings.
+struct Args {
+    rows: usize,
+    days: u32,
+    dir: PathBuf,
+    runs: usize,
+    duckdb: bool,
+    explain: bool,
+    experiments: bool,
+    python: PathBuf,
+    sql: Option<String>,
+}
+
+fn parse_args() -> BenchResult<Args> {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let value = |flag: &str| {
+        argv.iter()
+            .position(|a| a == flag)
+            .and_then(|i| argv.get(i + 1).cloned())
+    };
+    let has = |flag: &str| argv.iter().any(|a| a == flag);
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = value("--dir")
+        .or_else(|| std::env::var("CALLTRAIL_BENCH_DIR").ok())
+        .map_or_else(|| manifest.join("../target/bench-query-10m"), PathBuf::from);
+    let python = std::env::var("CALLTRAIL_BENCH_PYTHON")
+        .map_or_else(|_| manifest.join("../.venv-test/bin/python"), PathBuf::from);
+    Ok(Args {
+        rows: value("--rows").map_or(Ok(10_000_000), |v| v.parse())?,
+        days: value("--days").map_or(Ok(30), |v| v.parse())?,
+        dir,
+        runs: value("--runs").map_or(Ok(3), |v| v.parse())?.max(1),
+        duckdb: !has("--no-duckdb"),
+        explain: has("--explain"),
+        experiments: has("--experiments"),
+        python,
+        sql: value("--sql"),
+    })
+}
+
+fn sql_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("benches/sql/{name}.sql"))
+}
+
+/// Our timings and last result of one query.
+struct Ours {
+    runs: Vec<f64>,
+    batches: Vec<RecordBatch>,
+}
+
+impl Ours {
+    fn best(&self) -> f64 {
+        self.runs.iter().copied().fold(f64::INFINITY, f64::min)
+    }
+    fn rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+async fn time_engine(engine: &Engine, name: &str, sql: &str, runs: usize) -> BenchResult<Ours> {
+    let mut times = Vec::new();
+    let mut batches = Vec::new();
+    for i in 0..=runs {
+        let started = Instant::now();
+        batches = engine.query(sql).await?;
+        let secs = started.elapsed().as_secs_f64();
+        let label = if i == 0 {
+            "warm-up".to_string()
+        } else {
+            format!("run {i}")
+        };
+        eprintln!("  calltrail {name} {label}: {secs:.3} s");
+        if i > 0 {
+            times.push(secs);
+        }
+    }
+    Ok(Ours {
+        runs: times,
+        batches,
+    })
+}
+
+fn runs_text(runs: &[f64]) -> String {
+    runs.iter()
+        .map(|s| format!("{s:.3}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn print_table(
+    ours: &BTreeMap<&str, Ours>,
+    simple: Option<&DuckReport>,
+    full: Option<&DuckReport>,
+) {
+    println!();
+    println!(
+        "{:<20} {:>11} {:>11} {:>7} {:>12} {:>8} {:>8}   runs (calltrail | duckdb)",
+        "query", "calltrail s", "duckdb s", "ratio", "duckdb+view s", "rows", "duckdb"
+    );
+    for name in QUERIES {
+        let Some(o) = ours.get(name) else { continue };
+        let d = simple.and_then(|r| r.queries.get(*name));
+        let f = full.and_then(|r| r.queries.get(*name));
+        let cell = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |s| format!("{s:.3}"));
+        println!(
+            "{:<20} {:>11.3} {:>11} {:>7} {:>12} {:>8} {:>8}   {} | {}",
+            name,
+            o.best(),
+            cell(d.map(|d| d.best)),
+            d.map_or_else(|| "-".into(), |d| format!("{:.2}x", o.best() / d.best)),
+            cell(f.map(|f| f.best)),
+            o.rows(),
+            d.map_or_else(|| "-".into(), |d| d.rows.to_string()),
+            runs_text(&o.runs),
+            d.map_or_else(|| "-".into(), |d| runs_text(&d.runs)),
+        );
+    }
+    println!(
+        "\nratio = calltrail / duckdb (simple `calls` view); duckdb+view = DuckDB running \
+         query/sql/calls.sql itself. Best of runs after one warm-up."
+    );
+}
+
+async fn run_experiments(args: &Args, sqls: &[(String, String)]) -> BenchResult<()> {
+    println!(
+        "\nsession experiments (local copy of the engine's session; best of {} s):",
+        args.runs
+    );
+    print!("{:<58}", "variant");
+    for (name, _) in sqls {
+        print!(" {name:>20}");
+    }
+    println!();
+    for v in experiments::variants() {
+        print!("{:<58}", v.name);
+        for (_, sql) in sqls {
+            match experiments::time(&args.dir, MEMORY_MIB, &v, sql, args.runs).await {
+                Ok((runs, rows)) => {
+                    let best = runs.iter().copied().fold(f64::INFINITY, f64::min);
+                    print!(" {:>20}", format!("{best:.3} ({rows})"));
+                }
+                Err(e) => print!(
+                    " {:>20}",
+                    format!("error: {e}").chars().take(20).collect::<String>()
+                ),
+            }
+            use std::io::Write as _;
+            let _ = std::io::stdout().flush();
+        }
+        println!();
+    }
+    Ok(())
+}
+
+async fn bench(args: &Args) -> BenchResult<bool> {
+    if generate::is_ready(&args.dir, args.rows, args.days) {
+        eprintln!("reusing the data set in {}", args.dir.display());
+    } else {
+        eprintln!(
+            "generating {} tool calls over {} days into {}",
+            args.rows,
+            args.days,
+            args.dir.display()
+        );
+        let started = Instant::now();
+        generate::generate(&args.dir, args.rows, args.days)?;
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "generated in {secs:.1} s ({:.0} rows/s)",
+            args.rows as f64 / secs
+        );
+    }
+    let limits = QueryLimits {
+        max_rows: 10_000_000,
+        timeout_ms: 3_600_000,
+        memory_limit_mib: MEMORY_MIB,
+        max_sql_bytes: 1024 * 1024,
+    };
+    let engine = Engine::open(&args.dir, limits).await?;
+    if let Some(sql) = &args.sql {
+        // Ad hoc (investigation): one statement through the engine, its result and time.
+        let started = Instant::now();
+        let result = engine.query(sql).await?;
+        println!("{}", pretty_format_batches(&result)?);
+        println!("{:.3} s", started.elapsed().as_secs_f64());
+        return Ok(true);
+    }
+    let mut sqls = Vec::new();
+    for name in QUERIES {
+        sqls.push((name.to_string(), std::fs::read_to_string(sql_path(name))?));
+    }
+    let mut ours = BTreeMap::new();
+    for (name, sql) in &sqls {
+        ours.insert(
+            name.as_str(),
+            time_engine(&engine, name, sql, args.runs).await?,
+        );
+    }
+    if args.explain {
+        for (name, sql) in &sqls {
+            let plan = engine.query(&format!("EXPLAIN ANALYZE {sql}")).await?;
+            println!(
+                "\n== EXPLAIN ANALYZE {name}\n{}",
+                pretty_format_batches(&plan)?
+            );
+        }
+    }
+    let files: Vec<(String, PathBuf)> = QUERIES
+        .iter()
+        .map(|n| (n.to_string(), sql_path(n)))
+        .collect();
+    let (mut simple, mut full) = (None, None);
+    if args.duckdb {
+        match duckdb::available(&args.python) {
+            Ok(()) => {
+                let run = |view| DuckRun {
+                    python: &args.python,
+                    data: &args.dir,
+                    view,
+                    runs: args.runs,
+                    queries: &files,
+                };
+                simple = Some(duckdb::run(&run("simple"))?);
+                full = Some(duckdb::run(&run("calltrail"))?);
+            }
+            Err(e) => println!("DuckDB skipped: {e}. Reporting Calltrail's figures only."),
+        }
+    }
+    print_table(&ours, simple.as_ref(), full.as_ref());
+    let mut ok = true;
+    for report in [&simple, &full].into_iter().flatten() {
+        println!(
+            "DuckDB {} ({} threads, `calls` view: {})",
+            report.duckdb_version, report.threads, report.view
+        );
+        for name in QUERIES {
+            let (Some(o), Some(d)) = (ours.get(name), report.queries.get(*name)) else {
+                continue;
+            };
+            let diffs = compare::compare(&o.batches, d)?;
+            if diffs.is_empty() {
+                println!("  {name}: same {} rows and values", d.rows);
+            } else {
+                ok = false;
+                println!("  !!! MISMATCH in {name} ({} view):", report.view);
+                for d in diffs {
+                    println!("  !!!   {d}");
+                }
+            }
+        }
+    }
+    if args.experiments {
+        run_experiments(args, &sqls).await?;
+    }
+    Ok(ok)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("bad arguments: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(bench(&args)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("the engines disagree: see the mismatches above");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("query_10m failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! ROI: is MCP adoption paying off? Per ISO week (Monday 00:00 UTC) and group: weekly active
+//! principals (and how many of them are people), calls, success rate (ok / all), p50 and p95
+//! latency, distinct servers and tools in use, attribution coverage (the share of calls made
+//! by a human principal), the week-over-week change in active principals, and the top tools.
+//!
+//! Figures come from the `calls` view (each call once), under the caller's scope. Latency
+//! percentiles are DataFusion's `percentile_cont` (exact, linear interpolation between closest
+//! ranks), which truncates the interpolation weight to 6 decimals: a figure can sit up to a
+//! millionth of the gap between two neighbouring durations below the textbook value (2699.998
+//! for 2700 ms in `tests/slt/roi.slt`).
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde::Serialize;
+
+use crate::chargeback::{Dimension, dates_for};
+use crate::columns::Columns;
+use crate::engine::{Engine, Scope};
+use crate::{Error, Result};
+
+/// How many tools `top_tools` lists per group.
+pub const TOP_TOOLS: usize = 5;
+
+/// What to compute.
+#[derive(Debug, Clone)]
+pub struct RoiRequest {
+    /// Start of the range, inclusive.
+    pub from: DateTime<Utc>,
+    /// End of the range, exclusive.
+    pub to: DateTime<Utc>,
+    /// The grouping column (team, tenant, cost centre or server); `None` for the whole
+    /// organisation.
+    pub by: Option<Dimension>,
+}
+
+/// One group in one week.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoiWeek {
+    /// Monday 00:00 UTC of the week (the first and last week may be partly outside the range).
+    pub week_start: DateTime<Utc>,
+    /// The group (`None`: not attributed, or the whole organisation without `by`).
+    pub key: Option<String>,
+    /// Distinct principals with at least one call.
+    pub active_principals: i64,
+    /// Of those, the people.
+    pub active_humans: i64,
+    /// Calls.
+    pub calls: i64,
+    /// Calls whose outcome was `ok`.
+    pub ok_calls: i64,
+    /// `ok_calls / calls`.
+    pub success_rate: f64,
+    /// Median call duration, ms.
+    pub p50_ms: f64,
+    /// 95th percentile of call duration, ms (continuous, interpolated).
+    pub p95_ms: f64,
+    /// Distinct MCP servers called.
+    pub servers: i64,
+    /// Distinct tools called.
+    pub tools: i64,
+    /// Share of calls with a human principal.
+    pub attribution_coverage: f64,
+    /// Change in active principals against the group's previous week, as a fraction
+    /// (0.25 = 25 % more); `None` in a group's first week.
+    pub active_change: Option<f64>,
+}
+
+/// A much-used tool.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TopTool {
+    /// The group.
+    pub key: Option<String>,
+    /// The tool's server.
+    pub server: Option<String>,
+    /// The tool.
+    pub tool: String,
+    /// Calls over the whole range.
+    pub calls: i64,
+}
+
+/// A computed ROI report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Roi {
+    /// Start of the range.
+    pub from: DateTime<Utc>,
+    /// End of the range.
+    pub to: DateTime<Utc>,
+    /// The grouping column.
+    pub by: Option<Dimension>,
+    /// One row per group and week, by group then week.
+    pub weeks: Vec<RoiWeek>,
+    /// The [`TOP_TOOLS`] most-called tools of each group over the range.
+    pub top_tools: Vec<TopTool>,
+}
+
+fn range_sql(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    let ts = |t: DateTime<Utc>| {
+        format!(
+            "CAST('{}' AS TIMESTAMP)",
+            t.format("%Y-%m-%dT%H:%M:%S%.9fZ")
+        )
+    };
+    format!("start_time >= {} AND start_time < {}", ts(from), ts(to))
+}
+
+fn key_sql(by: Option<Dimension>) -> Result<&'static str> {
+    Ok(match by {
+        None => "CAST(NULL AS VARCHAR)",
+        Some(Dimension::Team) => "team",
+        Some(Dimension::Tenant) => "tenant",
+        Some(Dimension::CostCenter) => "cost_center",
+        Some(Dimension::Server) => "server_name",
+        Some(d) => {
+            return Err(Error::Plan(format!(
+                "ROI groups by team, tenant, cost_center or server, not {}",
+                d.as_str()
+            )));
+        }
+    })
+}
+
+/// SQL of the weekly figures.
+pub fn weeks_sql(request: &RoiRequest) -> Result<String> {
+    Ok(format!(
+        "SELECT date_trunc('week', start_time) AS week_start, {key} AS k0, \
+         count(DISTINCT principal) AS active_principals, \
+         count(DISTINCT CASE WHEN principal_kind = 'human' THEN principal END) AS active_humans, \
+         count(*) AS calls, \
+         sum(CASE WHEN outcome = 'ok' THEN 1 ELSE 0 END) AS ok_calls, \
+         sum(CASE WHEN principal_kind = 'human' THEN 1 ELSE 0 END) AS human_calls, \
+         percentile_cont(0.5) WITHIN GROUP (ORDER BY duration_ms) AS p50_ms, \
+         percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) AS p95_ms, \
+         count(DISTINCT server_name) AS servers, \
+         count(DISTINCT tool_name) AS tools \
+         FROM calls WHERE {range} GROUP BY week_start, k0 ORDER BY k0, week_start",
+        key = key_sql(request.by)?,
+        range = range_sql(request.from, request.to),
+    ))
+}
+
+/// SQL of the top tools per group.
+pub fn top_tools_sql(request: &RoiRequest) -> Result<String> {
+    Ok(format!(
+        "SELECT k0, server_name, tool_name, calls FROM (\
+           SELECT k0, server_name, tool_name, calls, row_number() OVER (\
+             PARTITION BY k0 ORDER BY calls DESC, server_name, tool_name) AS rank \
+           FROM (SELECT {key} AS k0, server_name, tool_name, count(*) AS calls \
+                 FROM calls WHERE {range} AND tool_name IS NOT NULL \
+                 GROUP BY k0, server_name, tool_name)) \
+         WHERE rank <= {TOP_TOOLS} ORDER BY k0, rank",
+        key = key_sql(request.by)?,
+        range = range_sql(request.from, request.to),
+    ))
+}
+
+/// Computes the ROI report over the rows `scope` allows.
+pub async fn compute(engine: &Engine, request: &RoiRequest, scope: &Scope) -> Result<Roi> {
+    if request.from >= request.to {
+        return Err(Error::Plan("from must be before to".into()));
+    }
+    let dates = dates_for(request.from, request.to);
+    let batches = engine
+        .query_within(&weeks_sql(request)?, scope, Some(&dates))
+        .await?;
+    let mut weeks = Vec::new();
+    for b in &batches {
+        let c = Columns(b);
+        let week = c.i64("week_start")?;
+        let key = c.str("k0")?;
+        let (active, humans, calls, ok, human_calls) = (
+            c.i64("active_principals")?,
+            c.i64("active_humans")?,
+            c.i64("calls")?,
+            c.i64("ok_calls")?,
+            c.i64("human_calls")?,
+        );
+        let (p50, p95, servers, tools) = (
+            c.f64("p50_ms")?,
+            c.f64("p95_ms")?,
+            c.i64("servers")?,
+            c.i64("tools")?,
+        );
+        for i in 0..b.num_rows() {
+            let n = calls.value(i);
+            weeks.push(RoiWeek {
+                week_start: Utc.timestamp_nanos(week.value(i)),
+                key: nullable(&key, i),
+                active_principals: active.value(i),
+                active_humans: humans.value(i),
+                calls: n,
+                ok_calls: ok.value(i),
+                success_rate: ratio(ok.value(i), n),
+                p50_ms: to_micros_of_ms(p50.value(i)),
+                p95_ms: to_micros_of_ms(p95.value(i)),
+                servers: servers.value(i),
+                tools: tools.value(i),
+                attribution_coverage: ratio(human_calls.value(i), n),
+                active_change: None,
+            });
+        }
+    }
+    weeks.sort_by(|a, b| a.key.cmp(&b.key).then(a.week_start.cmp(&b.week_start)));
+    for i in 1..weeks.len() {
+        let (prev, this) = (&weeks[i - 1], &weeks[i]);
+        // Only against the week just before: a group absent for a week starts afresh.
+        if prev.key == this.key
+            && this.week_start - prev.week_start == Duration::weeks(1)
+            && prev.active_principals > 0
+        {
+            let change = (this.active_principals - prev.active_principals) as f64
+                / prev.active_principals as f64;
+            weeks[i].active_change = Some(change);
+        }
+    }
+    let batches = engine
+        .query_within(&top_tools_sql(request)?, scope, Some(&dates))
+        .await?;
+    let mut top_tools = Vec::new();
+    for b in &batches {
+        let c = Columns(b);
+        let (key, server, tool, calls) = (
+            c.str("k0")?,
+            c.str("server_name")?,
+            c.str("tool_name")?,
+            c.i64("calls")?,
+        );
+        for i in 0..b.num_rows() {
+            top_tools.push(TopTool {
+                key: nullable(&key, i),
+                server: nullable(&server, i),
+                tool: tool.value(i).to_owned(),
+                calls: calls.value(i),
+            });
+        }
+    }
+    Ok(Roi {
+        from: request.from,
+        to: request.to,
+        by: request.by,
+        weeks,
+        top_tools,
+    })
+}
+
+/// Latency rounded to the microsecond: interpolation leaves float noise (2699.999999999999)
+/// that no reader wants.
+fn to_micros_of_ms(ms: f64) -> f64 {
+    (ms * 1000.0).round() / 1000.0
+}
+
+fn ratio(part: i64, whole: i64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+fn nullable(a: &arrow::array::StringArray, i: usize) -> Option<String> {
+    use arrow::array::Array;
+    (!a.is_null(i)).then(|| a.value(i).to_owned())
+}
+
+impl Roi {
+    /// The weekly rows as one Arrow batch (for the CLI's table and CSV).
+    pub fn to_batch(&self) -> Result<arrow::array::RecordBatch> {
+        use arrow::array::{ArrayRef, Float64Array, Int64Array, StringArray};
+        use arrow::datatypes::{DataType, Field, Schema};
+        use std::sync::Arc;
+        let w = &self.weeks;
+        let int = |f: fn(&RoiWeek) -> i64| -> ArrayRef {
+            Arc::new(Int64Array::from_iter_values(w.iter().map(f)))
+        };
+        let float = |f: fn(&RoiWeek) -> f64| -> ArrayRef {
+            Arc::new(Float64Array::from_iter_values(w.iter().map(f)))
+        };
+        let key_name = self.by.map_or("group", Dimension::as_str);
+        let fields = vec![
+            Field::new("week_start", DataType::Utf8, false),
+            Field::new(key_name, DataType::Utf8, true),
+            Field::new("active_principals", DataType::Int64, false),
+            Field::new("active_humans", DataType::Int64, false),
+            Field::new("calls", DataType::Int64, false),
+            Field::new("success_rate", DataType::Float64, false),
+            Field::new("p50_ms", DataType::Float64, false),
+            Field::new("p95_ms", DataType::Float64, false),
+            Field::new("servers", DataType::Int64, false),
+            Field::new("tools", DataType::Int64, false),
+            Field::new("attribution_coverage", DataType::Float64, false),
+            Field::new("active_change", DataType::Float64, true),
+        ];
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from_iter_values(w.iter().map(|r| {
+                r.week_start
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            }))),
+            Arc::new(StringArray::from_iter(w.iter().map(|r| r.key.clone()))),
+            int(|r| r.active_principals),
+            int(|r| r.active_humans),
+            int(|r| r.calls),
+            float(|r| r.success_rate),
+            float(|r| r.p50_ms),
+            float(|r| r.p95_ms),
+            int(|r| r.servers),
+            int(|r| r.tools),
+            float(|r| r.attribution_coverage),
+            Arc::new(Float64Array::from_iter(w.iter().map(|r| r.active_change))),
+        ];
+        arrow::array::RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+            .map_err(|e| Error::Internal(e.to_string()))
+    }
+}
