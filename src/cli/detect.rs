@@ -283,8 +283,21 @@ pub(crate) fn spawn_schedule(
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(e) = scheduled_run(&data_dir, &limits, &cfg).await {
-                tracing::warn!(error = %e, "The scheduled detector run failed; the next tick retries.");
+            // The history fold is seconds of CPU: run it on the blocking pool, so the runtime's
+            // workers keep serving the receivers and the API meanwhile.
+            let (dir, limits, cfg) = (data_dir.clone(), limits.clone(), cfg.clone());
+            let handle = tokio::runtime::Handle::current();
+            let run = tokio::task::spawn_blocking(move || {
+                handle.block_on(scheduled_run(&dir, &limits, &cfg))
+            });
+            match run.await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "The scheduled detector run failed; the next tick retries.")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "The scheduled detector run stopped; the next tick retries.")
+                }
             }
         }
     }))
