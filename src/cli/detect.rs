@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow, bail};
 use calltrail_query::detect::baseline::{self, ENTITIES};
-use calltrail_query::detect::{self, AnomalyFilter, DetectConfig, Progress, RunRequest};
+use calltrail_query::detect::{self, AnomalyFilter, DetectConfig, Progress, RunReport, RunRequest};
 use calltrail_query::output::{Format, render};
 use calltrail_query::{Engine, QueryLimits, Scope};
 use calltrail_schemas::finding::{Severity, findings_batch};
@@ -19,6 +19,8 @@ use super::ConfigArgs;
 use super::time::{parse_time, rfc3339_ns};
 
 const HOUR_NS: i64 = 3_600_000_000_000;
+/// The longest range one detector run of a backfill scores (31 days).
+const BACKFILL_CHUNK_NS: i64 = 31 * 24 * HOUR_NS;
 
 /// Output formats on the command line.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -129,16 +131,33 @@ pub(crate) async fn run_detect(args: DetectArgs) -> Result<()> {
             bar.set_position(done);
         }
     };
-    let request = RunRequest {
-        from_ns: from,
-        to_ns: to,
-        now_ns: now,
-    };
-    let report = detect::run(&engine, &config.detect, &request, &on_progress).await?;
-    bar.finish_and_clear();
-    for note in &report.cold_start {
-        eprintln!("{note}");
+    // A long backfill runs in chunks: a run holds its range's rollups (and its look-back's) in
+    // memory, so chunks keep that bounded whatever the range.
+    let mut report = RunReport::default();
+    let mut notes = std::collections::BTreeSet::new();
+    let mut chunk_from = from;
+    while chunk_from < to {
+        let chunk_to = (chunk_from + BACKFILL_CHUNK_NS).min(to);
+        let request = RunRequest {
+            from_ns: chunk_from,
+            to_ns: chunk_to,
+            now_ns: now,
+        };
+        let part = detect::run(&engine, &config.detect, &request, &on_progress).await?;
+        for note in part.cold_start {
+            if notes.insert(note.clone()) {
+                bar.suspend(|| eprintln!("{note}"));
+            }
+        }
+        report.hours += part.hours;
+        report.days_computed += part.days_computed;
+        report.days_reused += part.days_reused;
+        report.duplicates += part.duplicates;
+        report.suppressed += part.suppressed;
+        report.findings.extend(part.findings);
+        chunk_from = chunk_to;
     }
+    bar.finish_and_clear();
     let mut per_detector = std::collections::BTreeMap::<&str, usize>::new();
     for f in &report.findings {
         *per_detector.entry(f.detector.as_str()).or_default() += 1;
@@ -293,10 +312,10 @@ pub(crate) fn spawn_schedule(
             match run.await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "The scheduled detector run failed; the next tick retries.")
+                    tracing::warn!(error = %e, "The scheduled detector run failed; the next tick retries.");
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "The scheduled detector run stopped; the next tick retries.")
+                    tracing::warn!(error = %e, "The scheduled detector run stopped; the next tick retries.");
                 }
             }
         }
