@@ -19,12 +19,11 @@ use crate::api::{ApiError, ApiState, authenticate};
 use crate::api_reports::{failure, range, record, respond, unknown_params, wants_csv};
 use crate::auth::Caller;
 use crate::detect::baseline::{self, ENTITIES, ProfileRow};
+use crate::detect::config::DETECTORS;
 use crate::detect::{AnomalyFilter, list};
 use crate::engine::Scope;
 
 type Params = HashMap<String, String>;
-
-const DETECTORS: [&str; 9] = ["D1", "D2", "D3", "D4", "D5", "D6", "D7", "D8", "D9"];
 
 fn forbidden(what: &str) -> ApiError {
     ApiError::new(

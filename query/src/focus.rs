@@ -32,9 +32,7 @@ use crate::chargeback::{
 use crate::price_table::ChargebackConfig;
 use crate::{Error, Result};
 
-mod files;
-
-pub use files::{write_csv, write_parquet};
+pub use crate::files::{write_csv, write_parquet};
 
 /// The FOCUS version the rows follow.
 pub const FOCUS_VERSION: &str = "1.2";

@@ -20,6 +20,7 @@ pub mod chargeback;
 mod columns;
 pub mod detect;
 pub mod engine;
+mod files;
 pub mod focus;
 pub mod jwks_fetch;
 pub mod jwt;

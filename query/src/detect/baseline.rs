@@ -13,13 +13,13 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use foldhash::HashMap;
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 
 use super::history::{DAY, WEEK};
 use super::rows::{HOUR_NS, Hour, Names};
 use super::stats::{median, spread};
+use crate::files::write_parquet;
 use crate::{Error, Result};
 
 /// The kinds of entity with a profile.
@@ -258,18 +258,8 @@ pub(crate) fn stored(data_dir: &Path) -> bool {
 /// Replaces the stored profiles with `rows`, one file per kind, each atomically.
 pub(crate) fn store(data_dir: &Path, rows: &[ProfileRow]) -> Result<()> {
     for kind in ENTITIES {
-        let path = profile_path(data_dir, kind);
-        let dir = path.parent().unwrap_or(data_dir);
-        let err = |e: &dyn std::fmt::Display| Error::Internal(format!("{}: {e}", path.display()));
-        fs::create_dir_all(dir).map_err(|e| err(&e))?;
         let of_kind: Vec<&ProfileRow> = rows.iter().filter(|r| r.entity_kind == kind).collect();
-        let batch = to_batch(&of_kind)?;
-        let tmp = path.with_extension("parquet.tmp");
-        let file = fs::File::create(&tmp).map_err(|e| err(&e))?;
-        let mut w = ArrowWriter::try_new(file, batch.schema(), None).map_err(|e| err(&e))?;
-        w.write(&batch).map_err(|e| err(&e))?;
-        w.close().map_err(|e| err(&e))?;
-        fs::rename(&tmp, &path).map_err(|e| err(&e))?;
+        write_parquet(&to_batch(&of_kind)?, &profile_path(data_dir, kind))?;
     }
     Ok(())
 }

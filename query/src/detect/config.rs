@@ -270,7 +270,8 @@ pub struct Suppression {
     pub reason: String,
 }
 
-const DETECTORS: [&str; 9] = ["D1", "D2", "D3", "D4", "D5", "D6", "D7", "D8", "D9"];
+/// The detectors' names.
+pub const DETECTORS: [&str; 9] = ["D1", "D2", "D3", "D4", "D5", "D6", "D7", "D8", "D9"];
 
 impl DetectConfig {
     /// Checks the values; the error names the key.

@@ -3,6 +3,7 @@
 
 use calltrail_schemas::finding::{Finding, Severity, findings_from_batch};
 
+use super::store::date_of;
 use crate::engine::{DateRange, Engine, Scope};
 use crate::{Error, Result};
 
@@ -21,12 +22,6 @@ pub struct AnomalyFilter {
     pub entity: Option<String>,
 }
 
-fn day(ns: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(ns)
-        .format("%Y-%m-%d")
-        .to_string()
-}
-
 /// The findings `scope` may see that match `filter`, newest window first, then most severe.
 pub async fn list(engine: &Engine, scope: &Scope, filter: &AnomalyFilter) -> Result<Vec<Finding>> {
     if filter.from_ns >= filter.to_ns {
@@ -35,8 +30,8 @@ pub async fn list(engine: &Engine, scope: &Scope, filter: &AnomalyFilter) -> Res
     // Findings are partitioned by the date their window starts; a D6 day or a D9 gap window
     // may start up to a day before the range.
     let dates = DateRange {
-        first: day(filter.from_ns - 86_400_000_000_000),
-        last: day(filter.to_ns),
+        first: date_of(filter.from_ns - 86_400_000_000_000),
+        last: date_of(filter.to_ns),
     };
     let batches = engine
         .query_within(

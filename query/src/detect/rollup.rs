@@ -8,15 +8,14 @@
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use arrow::array::RecordBatch;
 use calltrail_schemas::arrow_schema::{LLM_CALLS, TOOL_CALLS};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use sha2::{Digest, Sha256};
 
 use crate::engine::{DateRange, Engine};
+use crate::files::write_parquet;
 use crate::{Error, Result};
 
 const CALLS_SQL: &str = include_str!("../../sql/detect/rollup_calls.sql");
@@ -128,7 +127,7 @@ fn read_part(path: &Path) -> Result<Vec<RecordBatch>> {
         .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))
 }
 
-/// Writes `batches` to `path` through a temporary name, so readers see a whole file or none.
+/// Replaces `path` with `batches` (atomically), or removes it when there are none.
 fn write_part(path: &Path, batches: &[RecordBatch]) -> Result<()> {
     let Some(first) = batches.first() else {
         return match fs::remove_file(path) {
@@ -137,17 +136,9 @@ fn write_part(path: &Path, batches: &[RecordBatch]) -> Result<()> {
             Err(e) => Err(io_error(path, &e)),
         };
     };
-    let tmp = path.with_extension("parquet.tmp");
-    let file = fs::File::create(&tmp).map_err(|e| io_error(&tmp, &e))?;
-    let parquet_err =
-        |e: parquet::errors::ParquetError| Error::Internal(format!("{}: {e}", tmp.display()));
-    let mut writer =
-        ArrowWriter::try_new(file, Arc::clone(&first.schema()), None).map_err(parquet_err)?;
-    for b in batches {
-        writer.write(b).map_err(parquet_err)?;
-    }
-    writer.close().map_err(parquet_err)?;
-    fs::rename(&tmp, path).map_err(|e| io_error(path, &e))
+    let batch = arrow::compute::concat_batches(&first.schema(), batches)
+        .map_err(|e| Error::Internal(format!("{}: {e}", path.display())))?;
+    write_parquet(&batch, path)
 }
 
 /// The rollup of `date` (`YYYY-MM-DD`): read back when its sources are unchanged, else

@@ -57,12 +57,6 @@ pub struct RunReport {
     pub cold_start: Vec<String>,
 }
 
-fn date_of_day(day: i64) -> String {
-    chrono::DateTime::from_timestamp_nanos(day * DAY * HOUR_NS)
-        .format("%Y-%m-%d")
-        .to_string()
-}
-
 /// Runs the detectors over `req` against the store of `engine`.
 pub async fn run(
     engine: &Engine,
@@ -176,7 +170,7 @@ async fn load_hours(
     let days = u64::try_from(last_day - first_day + 1).unwrap_or(0);
     let mut hours = BTreeMap::new();
     for (i, day) in (first_day..=last_day).enumerate() {
-        let (rollup, how) = rollup::day(engine, &date_of_day(day)).await?;
+        let (rollup, how) = rollup::day(engine, &store::date_of(day * DAY * HOUR_NS)).await?;
         match how {
             Obtained::Computed => report.days_computed += 1,
             Obtained::Reused => report.days_reused += 1,

@@ -9,12 +9,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use calltrail_schemas::finding::{ANOMALIES, Finding, findings_batch, findings_from_batch};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use crate::files::write_parquet;
 use crate::{Error, Result};
 
-fn date_of(ns: i64) -> String {
+/// The UTC date (`YYYY-MM-DD`) of `ns`: a findings partition.
+pub(crate) fn date_of(ns: i64) -> String {
     chrono::DateTime::from_timestamp_nanos(ns)
         .format("%Y-%m-%d")
         .to_string()
@@ -85,24 +86,10 @@ pub(crate) fn append(data_dir: &Path, findings: Vec<Finding>, run_ns: i64) -> Re
 }
 
 fn write_file(dir: &Path, findings: &[Finding], run_ns: i64) -> Result<()> {
-    fs::create_dir_all(dir).map_err(|e| internal(dir, e))?;
     let batch = findings_batch(findings).map_err(|e| internal(dir, e))?;
     // Names sort by run time; the process id keeps two concurrent runs apart.
     let name = format!("{run_ns:020}-{}.parquet", std::process::id());
-    let path = dir.join(&name);
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let file = fs::File::create(&tmp).map_err(|e| internal(&tmp, e))?;
-    let mut writer =
-        ArrowWriter::try_new(file, batch.schema(), None).map_err(|e| internal(&tmp, e))?;
-    writer.write(&batch).map_err(|e| internal(&tmp, e))?;
-    let file = writer.into_inner().map_err(|e| internal(&tmp, e))?;
-    file.sync_all().map_err(|e| internal(&tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| internal(&path, e))?;
-    if let Ok(d) = fs::File::open(dir) {
-        // The rename is durable once the directory is; a failure here only risks a re-report.
-        let _ = d.sync_all();
-    }
-    Ok(())
+    write_parquet(&batch, &dir.join(name))
 }
 
 #[cfg(test)]

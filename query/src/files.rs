@@ -1,4 +1,5 @@
-//! Writing FOCUS rows to files: CSV and Parquet, each atomically.
+//! Writing result batches to files, each atomically: CSV and Parquet for the FOCUS export,
+//! Parquet for the detectors' rollups, profiles and findings.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
