@@ -8,6 +8,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod business_stats;
 pub mod config;
 pub mod forward;
 pub mod otlp_grpc;

@@ -10,6 +10,7 @@ use calltrail_schemas::{Attributor, IngestContext, codec, map_request, span_coun
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
 use crate::admission::{Admission, Charge};
+use crate::business_stats::BusinessStats;
 use crate::wal::{AppendError, WalHandle, WalSlot};
 
 /// Ingest counters, readable by metrics and benchmarks.
@@ -75,6 +76,7 @@ pub struct Pipeline {
     wal: WalHandle,
     admission: Admission,
     stats: Arc<IngestStats>,
+    business: Arc<BusinessStats>,
 }
 
 impl Pipeline {
@@ -86,7 +88,20 @@ impl Pipeline {
             wal,
             admission: Admission::new(memory_budget_bytes),
             stats: Arc::default(),
+            business: Arc::default(),
         }
+    }
+
+    /// Caps the business metrics at `limit` label sets per metric (`telemetry.
+    /// business_series_limit`; default [`crate::business_stats::DEFAULT_SERIES_LIMIT`]).
+    pub fn with_business_series_limit(mut self, limit: usize) -> Self {
+        self.business = Arc::new(BusinessStats::new(limit));
+        self
+    }
+
+    /// Calls by team, server and outcome and tokens by team, counted as records are accepted.
+    pub fn business_stats(&self) -> &Arc<BusinessStats> {
+        &self.business
     }
 
     /// A new charge against the in-flight memory budget, for one request: receivers add to it
@@ -178,6 +193,8 @@ impl Reservation<'_> {
             return Ok(report);
         }
         let (tools, llms) = (mapped.tool_calls.len(), mapped.llm_calls.len());
+        // Taken before the records move into the batch; counted only once they are durable.
+        let business = p.business.tally(&mapped.tool_calls, &mapped.llm_calls);
         let payload = codec::encode_batch(&mapped.tool_calls, &mapped.llm_calls);
         let batch = WriteBatch {
             wal_seq: 0,
@@ -188,6 +205,7 @@ impl Reservation<'_> {
             Ok(_) => {
                 s.tool_calls.fetch_add(tools as u64, Ordering::Relaxed);
                 s.llm_calls.fetch_add(llms as u64, Ordering::Relaxed);
+                p.business.commit(business);
                 Ok(report)
             }
             Err(e) => {

@@ -22,6 +22,11 @@
 //!   query/sql/calls.sql itself. Skipped, with a note, when that Python has no duckdb.
 //! - Cross-check: both engines must return the same rows and values (numbers to 1e-6
 //!   relative); a mismatch is printed and the bench exits non-zero.
+//! - Reports: the API's monthly chargeback by team and ROI by team (`chargeback::compute`,
+//!   `roi::compute`) over the data set's days, served from the daily report rollups
+//!   (`report_rollup.rs`). The first run starts with no rollups under `<dir>/reports/` (it is
+//!   removed) and builds them: "cold"; the next `--runs` read them: "warm". `--no-reports`
+//!   skips them; `--reports-only` skips the SQL queries through the engine (DuckDB still runs).
 //! - `--explain` prints `EXPLAIN ANALYZE` of each query through the engine; `--experiments`
 //!   times session-setting variants on a local copy of the engine's session; `--sql TEXT` runs
 //!   one statement through the engine (after generating the data if needed), prints it and
@@ -34,7 +39,10 @@ use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use arrow::util::pretty::pretty_format_batches;
-use calltrail_query::{Engine, QueryLimits};
+use calltrail_query::chargeback::{self, ChargebackRequest, Dimension, Granularity};
+use calltrail_query::price_table::ChargebackConfig;
+use calltrail_query::roi::{self, RoiRequest};
+use calltrail_query::{Engine, QueryLimits, Scope};
 
 mod query_10m_support;
 use query_10m_support::duckdb::{self, DuckReport, DuckRun};
@@ -57,6 +65,8 @@ struct Args {
     experiments: bool,
     python: PathBuf,
     sql: Option<String>,
+    reports: bool,
+    queries: bool,
 }
 
 fn parse_args() -> BenchResult<Args> {
@@ -83,6 +93,8 @@ fn parse_args() -> BenchResult<Args> {
         experiments: has("--experiments"),
         python,
         sql: value("--sql"),
+        reports: !has("--no-reports"),
+        queries: !has("--reports-only"),
     })
 }
 
@@ -128,6 +140,84 @@ async fn time_engine(engine: &Engine, name: &str, sql: &str, runs: usize) -> Ben
     })
 }
 
+/// The price table of `benches/sql/chargeback_by_team.sql`, for the chargeback report.
+const PRICES: &str = r#"
+currency = "USD"
+[[price_tables]]
+version = "bench"
+platform_monthly_cost = 30000.0
+default_per_call = 0.002
+per_second = 0.0001
+default_per_1k_input_tokens = 0.003
+default_per_1k_output_tokens = 0.015
+[[price_tables.calls]]
+operation_class = "read"
+per_call = 0.001
+[[price_tables.calls]]
+operation_class = "write"
+per_call = 0.005
+[[price_tables.calls]]
+operation_class = "delete"
+per_call = 0.01
+"#;
+
+/// Times the chargeback and ROI reports: the first run cold (no rollups), then `runs` warm.
+/// Returns (name, cold seconds, warm runs, rows).
+async fn time_reports(
+    args: &Args,
+    engine: &Engine,
+) -> BenchResult<Vec<(&'static str, f64, Vec<f64>, usize)>> {
+    let rollups = args.dir.join("reports");
+    if rollups.exists() {
+        std::fs::remove_dir_all(&rollups)?;
+    }
+    let config: ChargebackConfig = toml::from_str(PRICES)?;
+    config.validate()?;
+    let from = chargeback::parse_time("2025-06-02").ok_or("bad start")?;
+    let to = from + chrono::Duration::days(i64::from(args.days));
+    let mut out = Vec::new();
+    for name in ["chargeback_report", "roi_report"] {
+        let mut times = Vec::new();
+        let mut rows = 0;
+        for i in 0..=args.runs {
+            let started = Instant::now();
+            rows = if name == "chargeback_report" {
+                let request = ChargebackRequest {
+                    from,
+                    to,
+                    by: vec![Dimension::Team],
+                    granularity: Granularity::Month,
+                };
+                chargeback::compute(engine, &config, &request, &Scope::All)
+                    .await?
+                    .rows
+                    .len()
+            } else {
+                let request = RoiRequest {
+                    from,
+                    to,
+                    by: Some(Dimension::Team),
+                };
+                roi::compute(engine, &request, &Scope::All)
+                    .await?
+                    .weeks
+                    .len()
+            };
+            let secs = started.elapsed().as_secs_f64();
+            let label = if i == 0 {
+                "cold".to_string()
+            } else {
+                format!("warm {i}")
+            };
+            eprintln!("  calltrail {name} {label}: {secs:.3} s ({rows} rows)");
+            times.push(secs);
+        }
+        let cold = times.remove(0);
+        out.push((name, cold, times, rows));
+    }
+    Ok(out)
+}
+
 fn runs_text(runs: &[f64]) -> String {
     runs.iter()
         .map(|s| format!("{s:.3}"))
@@ -146,20 +236,27 @@ fn print_table(
         "query", "calltrail s", "duckdb s", "ratio", "duckdb+view s", "rows", "duckdb"
     );
     for name in QUERIES {
-        let Some(o) = ours.get(name) else { continue };
+        let o = ours.get(name);
         let d = simple.and_then(|r| r.queries.get(*name));
         let f = full.and_then(|r| r.queries.get(*name));
+        if o.is_none() && d.is_none() {
+            continue;
+        }
         let cell = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |s| format!("{s:.3}"));
+        let ratio = match (o, d) {
+            (Some(o), Some(d)) => format!("{:.2}x", o.best() / d.best),
+            _ => "-".into(),
+        };
         println!(
-            "{:<20} {:>11.3} {:>11} {:>7} {:>12} {:>8} {:>8}   {} | {}",
+            "{:<20} {:>11} {:>11} {:>7} {:>12} {:>8} {:>8}   {} | {}",
             name,
-            o.best(),
+            cell(o.map(Ours::best)),
             cell(d.map(|d| d.best)),
-            d.map_or_else(|| "-".into(), |d| format!("{:.2}x", o.best() / d.best)),
+            ratio,
             cell(f.map(|f| f.best)),
-            o.rows(),
+            o.map_or_else(|| "-".into(), |o| o.rows().to_string()),
             d.map_or_else(|| "-".into(), |d| d.rows.to_string()),
-            runs_text(&o.runs),
+            o.map_or_else(|| "-".into(), |o| runs_text(&o.runs)),
             d.map_or_else(|| "-".into(), |d| runs_text(&d.runs)),
         );
     }
@@ -238,7 +335,7 @@ async fn bench(args: &Args) -> BenchResult<bool> {
         sqls.push((name.to_string(), std::fs::read_to_string(sql_path(name))?));
     }
     let mut ours = BTreeMap::new();
-    for (name, sql) in &sqls {
+    for (name, sql) in sqls.iter().filter(|_| args.queries) {
         ours.insert(
             name.as_str(),
             time_engine(&engine, name, sql, args.runs).await?,
@@ -253,6 +350,11 @@ async fn bench(args: &Args) -> BenchResult<bool> {
             );
         }
     }
+    let reports = if args.reports {
+        time_reports(args, &engine).await?
+    } else {
+        Vec::new()
+    };
     let files: Vec<(String, PathBuf)> = QUERIES
         .iter()
         .map(|n| (n.to_string(), sql_path(n)))
@@ -275,6 +377,23 @@ async fn bench(args: &Args) -> BenchResult<bool> {
         }
     }
     print_table(&ours, simple.as_ref(), full.as_ref());
+    if !reports.is_empty() {
+        println!(
+            "\n{:<20} {:>11} {:>11} {:>8}   warm runs",
+            "report", "cold s", "warm s", "rows"
+        );
+        for (name, cold, warm, rows) in &reports {
+            let best = warm.iter().copied().fold(f64::INFINITY, f64::min);
+            println!(
+                "{name:<20} {cold:>11.3} {best:>11.3} {rows:>8}   {}",
+                runs_text(warm)
+            );
+        }
+        println!(
+            "cold = first use, building the daily rollups of every day; warm = best of the \
+             runs after it. Compare with the chargeback_by_team and roi_by_team rows above."
+        );
+    }
     let mut ok = true;
     for report in [&simple, &full].into_iter().flatten() {
         println!(

@@ -5,7 +5,13 @@
 //!   text/csv`) or Arrow IPC stream (`Accept: application/vnd.apache.arrow.stream`), read-only and
 //!   bounded like every query, over the rows the caller's role may see;
 //! - `GET /api/v1/chargeback` and `GET /api/v1/roi`: the reports ([`crate::api_reports`]);
-//! - `GET /api/v1/openapi.json`: the OpenAPI document.
+//! - `GET /api/v1/anomalies` and `GET /api/v1/baselines`: the detectors' findings and profiles;
+//! - the web UI's endpoints: `POST /api/v1/charts` ([`crate::api_charts`]), the chargeback
+//!   drill-down and FOCUS download ([`crate::api_drilldown`]), the audit search `GET
+//!   /api/v1/calls` ([`crate::api_calls`]), integrity, verify and exports
+//!   ([`crate::operations`]);
+//! - `GET /api/v1/openapi.json`: the OpenAPI document;
+//! - the web UI itself under `/ui/` ([`crate::ui`]).
 //!
 //! Every request needs a bearer JWT ([`crate::jwt`]); every query is recorded (who, the SQL's
 //! SHA-256, rows returned) through the audit hook.
@@ -25,9 +31,10 @@ use crate::Error;
 use crate::auth::{AuthConfig, Caller, caller};
 use crate::engine::Engine;
 use crate::jwks_fetch::KeySource;
+use crate::operations::{self, SharedOperations};
 use crate::output::{Format, render};
 use crate::price_table::ChargebackConfig;
-use crate::{api_detect, api_reports};
+use crate::{api_calls, api_charts, api_detect, api_drilldown, api_reports, ui};
 
 /// `[api]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -89,6 +96,8 @@ pub struct ApiState {
     pub audit: Option<AuditHook>,
     /// Price tables for the chargeback endpoint.
     pub chargeback: Arc<ChargebackConfig>,
+    /// The server's integrity and export operations (`None`: those endpoints answer 501).
+    pub operations: Option<SharedOperations>,
 }
 
 /// The API's routes.
@@ -101,6 +110,20 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/anomalies", get(api_detect::anomalies))
         .route("/api/v1/baselines", get(api_detect::baselines))
         .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/charts", post(api_charts::chart))
+        .route(
+            "/api/v1/chargeback/drilldown",
+            get(api_drilldown::drilldown),
+        )
+        .route("/api/v1/chargeback/focus", get(api_drilldown::focus_csv))
+        .route("/api/v1/calls", get(api_calls::calls))
+        .route("/api/v1/integrity", get(operations::integrity))
+        .route("/api/v1/verify", post(operations::verify))
+        .route(
+            "/api/v1/exports",
+            get(operations::exports).post(operations::start_export),
+        )
+        .merge(ui::router())
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use calltrail_schemas::finding::{Severity, findings_batch};
 
 use crate::api::{ApiError, ApiState, authenticate};
-use crate::api_reports::{failure, range, record, respond, unknown_params, wants_csv};
+use crate::api_reports::{fail, range, record, refuse, respond, unknown_params, wants_csv};
 use crate::auth::Caller;
 use crate::detect::baseline::{self, ENTITIES, ProfileRow};
 use crate::detect::config::DETECTORS;
@@ -79,10 +79,7 @@ pub(crate) async fn anomalies(
     };
     let filter = match anomaly_filter(&params) {
         Ok(f) => f,
-        Err(e) => {
-            record(&state, &who, &described, None, "refused");
-            return e.into_response();
-        }
+        Err(e) => return refuse(&state, &who, &described, e),
     };
     match list(&state.engine, &scope, &filter).await {
         Ok(findings) => {
@@ -92,10 +89,7 @@ pub(crate) async fn anomalies(
                 findings_batch(&findings).map_err(|e| crate::Error::Internal(e.to_string()));
             respond(&json, batch, wants_csv(&headers))
         }
-        Err(e) => {
-            record(&state, &who, &described, None, "failed");
-            failure(&e).into_response()
-        }
+        Err(e) => fail(&state, &who, &described, &e),
     }
 }
 
@@ -152,17 +146,11 @@ pub(crate) async fn baselines(
     };
     let (kind, id) = match baseline_request(&params) {
         Ok(r) => r,
-        Err(e) => {
-            record(&state, &who, &described, None, "refused");
-            return e.into_response();
-        }
+        Err(e) => return refuse(&state, &who, &described, e),
     };
     let rows = match baseline::load(state.engine.data_dir(), &kind, &id) {
         Ok(r) => r,
-        Err(e) => {
-            record(&state, &who, &described, None, "failed");
-            return failure(&e).into_response();
-        }
+        Err(e) => return fail(&state, &who, &described, &e),
     };
     // An entity outside the scope looks exactly like one without a profile.
     if rows.is_empty() || !profile_visible(&scope, &kind, &id, &rows) {

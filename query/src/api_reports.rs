@@ -101,6 +101,18 @@ pub(crate) fn record(
     }
 }
 
+/// Records a request refused for `e` (a bad parameter, a role) and answers it.
+pub(crate) fn refuse(state: &ApiState, who: &Caller, request: &str, e: ApiError) -> Response {
+    record(state, who, request, None, "refused");
+    e.into_response()
+}
+
+/// Records a request that failed for `e` and answers it with the status [`failure`] picks.
+pub(crate) fn fail(state: &ApiState, who: &Caller, request: &str, e: &Error) -> Response {
+    record(state, who, request, None, "failed");
+    failure(e).into_response()
+}
+
 pub(crate) fn failure(e: &Error) -> ApiError {
     let status = match e {
         Error::Plan(_) => StatusCode::BAD_REQUEST,
@@ -152,10 +164,7 @@ pub(crate) async fn chargeback(
     let described = format!("GET /api/v1/chargeback {params:?}");
     let request = match chargeback_request(&state, &who, &params) {
         Ok(r) => r,
-        Err(e) => {
-            record(&state, &who, &described, None, "refused");
-            return e.into_response();
-        }
+        Err(e) => return refuse(&state, &who, &described, e),
     };
     match chargeback::compute(
         &state.engine,
@@ -175,10 +184,7 @@ pub(crate) async fn chargeback(
             );
             respond(&report.to_json(), report.to_batch(), wants_csv(&headers))
         }
-        Err(e) => {
-            record(&state, &who, &described, None, "failed");
-            failure(&e).into_response()
-        }
+        Err(e) => fail(&state, &who, &described, &e),
     }
 }
 
@@ -235,10 +241,7 @@ pub(crate) async fn roi(
     let described = format!("GET /api/v1/roi {params:?}");
     let request = match roi_request(&params) {
         Ok(r) => r,
-        Err(e) => {
-            record(&state, &who, &described, None, "refused");
-            return e.into_response();
-        }
+        Err(e) => return refuse(&state, &who, &described, e),
     };
     match roi::compute(&state.engine, &request, &report_scope(&who)).await {
         Ok(report) => {
@@ -252,10 +255,7 @@ pub(crate) async fn roi(
             let json = serde_json::to_value(&report).unwrap_or_default();
             respond(&json, report.to_batch(), wants_csv(&headers))
         }
-        Err(e) => {
-            record(&state, &who, &described, None, "failed");
-            failure(&e).into_response()
-        }
+        Err(e) => fail(&state, &who, &described, &e),
     }
 }
 

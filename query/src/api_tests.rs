@@ -27,6 +27,7 @@ async fn state(records: Arc<Mutex<Vec<QueryRecord>>>) -> (ApiState, LocalKey, te
             auth: Arc::new(auth),
             audit: Some(hook),
             chargeback: Arc::new(crate::price_table::ChargebackConfig::default()),
+            operations: None,
         },
         key,
         dir,
@@ -206,7 +207,17 @@ async fn the_openapi_document_is_served_and_names_every_route() {
     let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(doc["openapi"], "3.1.0");
     assert!(doc["paths"]["/api/v1/sql"]["post"].is_object());
-    for route in ["/api/v1/anomalies", "/api/v1/baselines"] {
+    for route in ["/api/v1/charts", "/api/v1/verify", "/api/v1/exports"] {
+        assert!(doc["paths"][route]["post"].is_object(), "{route}");
+    }
+    assert!(doc["paths"]["/api/v1/integrity"]["get"].is_object());
+    for route in [
+        "/api/v1/anomalies",
+        "/api/v1/baselines",
+        "/api/v1/calls",
+        "/api/v1/chargeback/drilldown",
+        "/api/v1/chargeback/focus",
+    ] {
         assert!(
             doc["paths"][route]["get"]["parameters"].is_array(),
             "{route}"
@@ -282,4 +293,97 @@ async fn findings_are_scoped_like_rows_and_finance_reads_none() {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+}
+
+async fn send(
+    state: &ApiState,
+    req: axum::http::request::Builder,
+    body: &str,
+) -> (StatusCode, HeaderMap, Vec<u8>) {
+    let resp = router(state.clone())
+        .oneshot(req.body(Body::from(body.to_owned())).unwrap())
+        .await
+        .unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, bytes.to_vec())
+}
+
+#[tokio::test]
+async fn the_ui_is_served_from_the_binary_under_a_same_origin_policy() {
+    let (state, _, _dir) = state(Arc::default()).await;
+    for (uri, kind) in [
+        ("/ui/", "text/html"),
+        ("/ui/app.js", "text/javascript"),
+        ("/ui/app.css", "text/css"),
+    ] {
+        let (status, headers, body) = send(&state, Request::get(uri), "").await;
+        assert_eq!(status, StatusCode::OK, "{uri}");
+        assert!(
+            headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with(kind),
+            "{uri}"
+        );
+        let csp = headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+        assert!(csp.starts_with("default-src 'self'"), "{uri}: {csp}");
+        assert!(!body.is_empty(), "{uri}");
+        // Nothing the page loads comes from another host.
+        let text = String::from_utf8(body).unwrap();
+        assert!(
+            !text.contains("http://") && !text.contains("https://"),
+            "{uri}"
+        );
+    }
+    let (status, headers, _) = send(&state, Request::get("/"), "").await;
+    assert!(status.is_redirection());
+    assert_eq!(headers[header::LOCATION], "/ui/");
+}
+
+#[tokio::test]
+async fn charts_are_drawn_for_any_role_and_bad_bodies_are_named() {
+    let (state, key, _dir) = state(Arc::default()).await;
+    let body = r#"{"kind":"bars","title":"Calls","y_label":"calls","points":[{"label":"w1","value":3},{"label":"w2","value":5}]}"#;
+    let (status, _, _) = send(&state, Request::post("/api/v1/charts"), body).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let finance = token(&key, &["finance"], 600);
+    let post = || {
+        Request::post("/api/v1/charts").header(header::AUTHORIZATION, format!("Bearer {finance}"))
+    };
+    let (status, headers, svg) = send(&state, post(), body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers[header::CONTENT_TYPE], "image/svg+xml");
+    assert_eq!(headers["x-calltrail-points"], "2");
+    assert!(String::from_utf8(svg).unwrap().contains("w2"));
+    let (status, _, err) = send(&state, post(), r#"{"kind":"pie"}"#).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&err).contains("the body must be"));
+}
+
+#[tokio::test]
+async fn audit_search_integrity_and_exports_follow_the_roles() {
+    let (state, key, _dir) = state(Arc::default()).await;
+    let day = "from=2026-01-01&to=2026-01-02";
+    let auditor = token(&key, &["auditor"], 600);
+    let (status, body) = get(&state, &auditor, &format!("/api/v1/calls?{day}")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["rows"], serde_json::json!([]));
+    let (status, body) = get(&state, &auditor, &format!("/api/v1/calls?{day}&limit=0")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["error"].as_str().unwrap().contains("limit"));
+    let finance = token(&key, &["finance"], 600);
+    let (status, _) = get(&state, &finance, &format!("/api/v1/calls?{day}")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Integrity is the compliance officer's view: team leads and finance are refused; a
+    // server without operations says so.
+    let lead = token(&key, &["team_lead"], 600);
+    for t in [&lead, &finance] {
+        let (status, _) = get(&state, t, "/api/v1/integrity").await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    let (status, body) = get(&state, &auditor, "/api/v1/integrity").await;
+    assert_eq!(status, StatusCode::NOT_IMPLEMENTED, "{body}");
+    let (status, _) = get(&state, &lead, "/api/v1/exports").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }

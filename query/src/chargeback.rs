@@ -10,8 +10,11 @@
 //! Usage is summed by SQL over the `calls` view and `llm_calls` (under the caller's scope, so a
 //! team lead's report holds their teams only); prices are applied per price-table version, and
 //! amounts are kept in micro-units of the currency (integers), so that sums reconcile exactly.
+//! A report over every row, by one column, per day or month, reads the whole days of its range
+//! from the daily rollups instead ([`crate::report_rollup`]) and runs the SQL for the part-days
+//! at either end only; both paths price the same sums, so they give the same report.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -25,6 +28,7 @@ use serde::Serialize;
 use crate::columns::Columns;
 use crate::engine::{DateRange, Engine, Scope};
 use crate::price_table::{Allocation, ChargebackConfig, ModelPrice, PriceTable};
+use crate::report_rollup::{self, DayParts, Key, Part};
 use crate::{Error, Result};
 
 /// A column chargeback can group by.
@@ -464,6 +468,26 @@ fn micros(v: f64) -> i64 {
 /// Rows keyed by (period start in ns, key).
 type Groups = BTreeMap<(i64, Vec<Option<String>>), ChargebackRow>;
 
+/// A group's usage in one period, summed before it is priced into micros: the raw SQL's rows
+/// and the daily rollups' rows add into the same sums, so a period is rounded once whichever
+/// served it.
+#[derive(Debug, Default, Clone)]
+struct Sums {
+    calls: i64,
+    failed_calls: i64,
+    /// Seconds, from the raw SQL (`sum(duration_ms) / 1000.0`).
+    duration_s: f64,
+    /// Milliseconds, from rollups; divided once at pricing, as the SQL does.
+    duration_ms: f64,
+    call_cost: f64,
+    input_tokens: i64,
+    output_tokens: i64,
+    token_cost: f64,
+}
+
+/// Usage keyed by (period start in ns, key).
+type Usage = BTreeMap<(i64, Vec<Option<String>>), Sums>;
+
 fn new_row(start_ns: i64, key: Vec<Option<String>>, version: &str) -> ChargebackRow {
     let start = Utc.timestamp_nanos(start_ns);
     ChargebackRow {
@@ -484,6 +508,28 @@ fn new_row(start_ns: i64, key: Vec<Option<String>>, version: &str) -> Chargeback
     }
 }
 
+/// The usage priced into rows of `table`'s version.
+fn priced(usage: Usage, table: &PriceTable) -> Groups {
+    usage
+        .into_iter()
+        .map(|((start, key), u)| {
+            let duration_s = u.duration_s + u.duration_ms / 1000.0;
+            let row = ChargebackRow {
+                calls: u.calls,
+                failed_calls: u.failed_calls,
+                duration_s,
+                input_tokens: u.input_tokens,
+                output_tokens: u.output_tokens,
+                call_cost_micros: micros(u.call_cost),
+                duration_cost_micros: micros(duration_s * table.per_second),
+                token_cost_micros: micros(u.token_cost),
+                ..new_row(start, key.clone(), &table.version)
+            };
+            ((start, key), row)
+        })
+        .collect()
+}
+
 fn keys_of(batch: &RecordBatch, n: usize) -> Result<Vec<StringArray>> {
     (0..n)
         .map(|i| Columns(batch).str(&format!("k{i}")))
@@ -496,12 +542,7 @@ fn key_at(keys: &[StringArray], row: usize) -> Vec<Option<String>> {
         .collect()
 }
 
-fn add_calls(
-    groups: &mut Groups,
-    batches: &[RecordBatch],
-    by: usize,
-    table: &PriceTable,
-) -> Result<()> {
+fn add_calls(usage: &mut Usage, batches: &[RecordBatch], by: usize) -> Result<()> {
     for b in batches {
         let start = Columns(b).i64("period_start")?;
         let calls = Columns(b).i64("calls")?;
@@ -510,25 +551,17 @@ fn add_calls(
         let cost = Columns(b).f64("call_cost")?;
         let keys = keys_of(b, by)?;
         for i in 0..b.num_rows() {
-            let row = groups
-                .entry((start.value(i), key_at(&keys, i)))
-                .or_insert_with(|| new_row(start.value(i), key_at(&keys, i), &table.version));
-            row.calls += calls.value(i);
-            row.failed_calls += failed.value(i);
-            row.duration_s += duration.value(i);
-            row.call_cost_micros += micros(cost.value(i));
-            row.duration_cost_micros += micros(duration.value(i) * table.per_second);
+            let u = usage.entry((start.value(i), key_at(&keys, i))).or_default();
+            u.calls += calls.value(i);
+            u.failed_calls += failed.value(i);
+            u.duration_s += duration.value(i);
+            u.call_cost += cost.value(i);
         }
     }
     Ok(())
 }
 
-fn add_tokens(
-    groups: &mut Groups,
-    batches: &[RecordBatch],
-    by: usize,
-    version: &str,
-) -> Result<()> {
+fn add_tokens(usage: &mut Usage, batches: &[RecordBatch], by: usize) -> Result<()> {
     for b in batches {
         let start = Columns(b).i64("period_start")?;
         let input = Columns(b).i64("input_tokens")?;
@@ -536,15 +569,412 @@ fn add_tokens(
         let cost = Columns(b).f64("token_cost")?;
         let keys = keys_of(b, by)?;
         for i in 0..b.num_rows() {
-            let row = groups
-                .entry((start.value(i), key_at(&keys, i)))
-                .or_insert_with(|| new_row(start.value(i), key_at(&keys, i), version));
-            row.input_tokens += input.value(i);
-            row.output_tokens += output.value(i);
-            row.token_cost_micros += micros(cost.value(i));
+            let u = usage.entry((start.value(i), key_at(&keys, i))).or_default();
+            u.input_tokens += input.value(i);
+            u.output_tokens += output.value(i);
+            u.token_cost += cost.value(i);
         }
     }
     Ok(())
+}
+
+/// Sums the usage of `[a, b)` under `table` with the SQL over `calls` and `llm_calls`, under
+/// `scope`.
+async fn raw_usage(
+    engine: &Engine,
+    table: &PriceTable,
+    request: &ChargebackRequest,
+    scope: &Scope,
+    (a, b): (DateTime<Utc>, DateTime<Utc>),
+    usage: &mut Usage,
+) -> Result<()> {
+    let dates = dates_for(a, b);
+    let calls = engine
+        .query_within(
+            &calls_sql(table, &request.by, request.granularity, a, b),
+            scope,
+            Some(&dates),
+        )
+        .await?;
+    let tokens = engine
+        .query_within(
+            &tokens_sql(table, &request.by, request.granularity, a, b),
+            scope,
+            Some(&dates),
+        )
+        .await?;
+    add_calls(usage, &calls, request.by.len())?;
+    add_tokens(usage, &tokens, request.by.len())
+}
+
+/// Where a chargeback's key comes from in the daily rollups.
+#[derive(Clone, Copy)]
+enum RollupKey {
+    /// No key (`by` is empty).
+    Nothing,
+    /// The part's `k` column.
+    K,
+    /// The `server_name` column (tokens: no server).
+    Server,
+    /// The `tool_name` column (tokens: no tool).
+    Tool,
+}
+
+/// The rollup parts that serve `by` (calls, tokens) and where the key is, if any do.
+fn rollup_plan(by: &[Dimension]) -> Option<(Part, Part, RollupKey)> {
+    let keyed = |k: Key| Some((Part::Calls(k), Part::Tokens(k), RollupKey::K));
+    match by {
+        [] => Some((
+            Part::Calls(Key::None),
+            Part::Tokens(Key::None),
+            RollupKey::Nothing,
+        )),
+        [Dimension::Team] => keyed(Key::Team),
+        [Dimension::CostCenter] => keyed(Key::CostCenter),
+        [Dimension::Tenant] => keyed(Key::Tenant),
+        [Dimension::User] => keyed(Key::User),
+        [Dimension::Server] => Some((
+            Part::Calls(Key::None),
+            Part::Tokens(Key::None),
+            RollupKey::Server,
+        )),
+        [Dimension::Tool] => Some((
+            Part::Calls(Key::None),
+            Part::Tokens(Key::None),
+            RollupKey::Tool,
+        )),
+        _ => None,
+    }
+}
+
+fn text(a: &StringArray, i: usize) -> Option<&str> {
+    (!a.is_null(i)).then(|| a.value(i))
+}
+
+/// Adds one day's rollup rows to the period starting at `start_ns`.
+fn add_rollup_day(
+    usage: &mut Usage,
+    parts: &DayParts,
+    plan: (Part, Option<Part>, RollupKey),
+    table: &PriceTable,
+    start_ns: i64,
+) -> Result<()> {
+    let (calls_part, tokens_part, key) = plan;
+    for b in parts.get(calls_part) {
+        let c = Columns(b);
+        let (k, server, tool, class) = (
+            c.str("k")?,
+            c.str("server_name")?,
+            c.str("tool_name")?,
+            c.str("operation_class")?,
+        );
+        let (calls, failed, duration) = (
+            c.i64("calls")?,
+            c.i64("failed_calls")?,
+            c.f64("duration_ms")?,
+        );
+        for i in 0..b.num_rows() {
+            let key = match key {
+                RollupKey::Nothing => Vec::new(),
+                RollupKey::K => vec![text(&k, i).map(str::to_owned)],
+                RollupKey::Server => vec![text(&server, i).map(str::to_owned)],
+                RollupKey::Tool => vec![text(&tool, i).map(str::to_owned)],
+            };
+            let price = call_price(table, text(&server, i), text(&tool, i), text(&class, i));
+            let u = usage.entry((start_ns, key)).or_default();
+            u.calls += calls.value(i);
+            u.failed_calls += failed.value(i);
+            u.duration_ms += duration.value(i);
+            u.call_cost += price * calls.value(i) as f64;
+        }
+    }
+    for b in tokens_part.map_or(&[][..], |p| parts.get(p)) {
+        let c = Columns(b);
+        let (k, model, input, output) = (
+            c.str("k")?,
+            c.str("model")?,
+            c.i64("input_tokens")?,
+            c.i64("output_tokens")?,
+        );
+        for i in 0..b.num_rows() {
+            let key = match key {
+                RollupKey::Nothing => Vec::new(),
+                RollupKey::K => vec![text(&k, i).map(str::to_owned)],
+                RollupKey::Server | RollupKey::Tool => vec![None],
+            };
+            let (per_in, per_out) = token_prices(table, text(&model, i));
+            let u = usage.entry((start_ns, key)).or_default();
+            u.input_tokens += input.value(i);
+            u.output_tokens += output.value(i);
+            u.token_cost +=
+                input.value(i) as f64 / 1000.0 * per_in + output.value(i) as f64 / 1000.0 * per_out;
+        }
+    }
+    Ok(())
+}
+
+/// Sums the usage of `[a, b)` from the daily rollups (every row: callers with a scope never
+/// come here), and the SQL for the part-days at either end. `false` when the request is not
+/// one the rollups serve (hourly periods, several grouping columns), with nothing added.
+async fn rollup_usage(
+    engine: &Engine,
+    table: &PriceTable,
+    request: &ChargebackRequest,
+    (a, b): (DateTime<Utc>, DateTime<Utc>),
+    usage: &mut Usage,
+) -> Result<bool> {
+    let Some(plan) = rollup_plan(&request.by) else {
+        return Ok(false);
+    };
+    let days = report_rollup::whole_days(a, b);
+    let (Some(first), Some(last)) = (days.first(), days.last()) else {
+        return Ok(false);
+    };
+    if request.granularity == Granularity::Hour {
+        return Ok(false);
+    }
+    let (whole_from, whole_to) = (
+        report_rollup::midnight(*first),
+        report_rollup::midnight(*last + Duration::days(1)),
+    );
+    // An LLM call without attribution of its own takes the attribution of its trace's calls
+    // anywhere in the partitions the SQL reads (`tokens_sql`'s `t`): the rollups' per-trace
+    // parts give it over whole days (`rollup_tokens`). With part-days, the SQL's partitions
+    // and the pieces' differ, so the tokens come from the SQL for the whole range.
+    let part_days = a < whole_from || whole_to < b;
+    let tokens_served = match trace_key(&request.by) {
+        Some(key) if !part_days => {
+            rollup_tokens(engine, table, request.granularity, &days, key, usage).await?
+        }
+        _ => false,
+    };
+    let tokens_from_sql = matches!(plan.2, RollupKey::K) && !tokens_served;
+    let plan = if tokens_from_sql {
+        let dates = dates_for(a, b);
+        let tokens = engine
+            .query_within(
+                &tokens_sql(table, &request.by, request.granularity, a, b),
+                &Scope::All,
+                Some(&dates),
+            )
+            .await?;
+        add_tokens(usage, &tokens, request.by.len())?;
+        (plan.0, None, plan.2)
+    } else {
+        (plan.0, Some(plan.1), plan.2)
+    };
+    let wanted: Vec<Part> = std::iter::once(plan.0).chain(plan.1).collect();
+    let got = report_rollup::days(engine, &days, &wanted, &[]).await?;
+    for (day, (parts, _)) in days.iter().zip(&got) {
+        let start = request.granularity.floor(report_rollup::midnight(*day));
+        let start_ns = start.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        add_rollup_day(usage, parts, plan, table, start_ns)?;
+    }
+    for piece in [(a, whole_from), (whole_to, b)] {
+        if piece.0 < piece.1 {
+            if tokens_from_sql {
+                let dates = dates_for(piece.0, piece.1);
+                let calls = engine
+                    .query_within(
+                        &calls_sql(table, &request.by, request.granularity, piece.0, piece.1),
+                        &Scope::All,
+                        Some(&dates),
+                    )
+                    .await?;
+                add_calls(usage, &calls, request.by.len())?;
+            } else {
+                raw_usage(engine, table, request, &Scope::All, piece, usage).await?;
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// The rollup key of `by` when it is one an LLM call can take from its trace.
+fn trace_key(by: &[Dimension]) -> Option<Key> {
+    match by {
+        [Dimension::Team] => Some(Key::Team),
+        [Dimension::CostCenter] => Some(Key::CostCenter),
+        [Dimension::Tenant] => Some(Key::Tenant),
+        [Dimension::User] => Some(Key::User),
+        _ => None,
+    }
+}
+
+/// (period start in ns, a trace or key, model).
+type PeriodModel = (i64, Option<String>, Option<String>);
+
+/// Adds the tokens of the LLM calls of `days` (consecutive whole days, the report's range)
+/// without a `key` of their own, attributed as [`tokens_sql`] does: the least `key` of their
+/// trace's calls in the partitions the SQL reads ([`dates_for`]: a day before the range, two
+/// after its last day). The tokens with a key of their own come from [`Part::Tokens`].
+///
+/// The rollup pairs a call's spans across the midnights at the edges of those partitions; the
+/// SQL does not see the spans beyond. So when a trace the tokens need has a call cut by one of
+/// those midnights ([`Part::Straddles`]), nothing is added and `false` says to use the SQL.
+async fn rollup_tokens(
+    engine: &Engine,
+    table: &PriceTable,
+    granularity: Granularity,
+    days: &[NaiveDate],
+    key: Key,
+    usage: &mut Usage,
+) -> Result<bool> {
+    let (Some(first), Some(last)) = (days.first().copied(), days.last().copied()) else {
+        return Ok(true);
+    };
+    let (edge_first, edge_last) = (first - Duration::days(1), last + Duration::days(2));
+    let window: Vec<NaiveDate> = edge_first
+        .iter_days()
+        .take_while(|d| *d <= edge_last)
+        .collect();
+    let got = report_rollup::days(
+        engine,
+        &window,
+        &[Part::Orphans(key), Part::Traces(key), Part::Straddles],
+        &[],
+    )
+    .await?;
+    // The LLM calls to attribute: tokens per (period, trace, model).
+    let mut orphans: HashMap<PeriodModel, (i64, i64)> = HashMap::new();
+    let mut traces: HashMap<String, Option<String>> = HashMap::new();
+    for (day, (parts, _)) in window.iter().zip(&got) {
+        if *day < first || *day > last {
+            continue;
+        }
+        let start = granularity.floor(report_rollup::midnight(*day));
+        let start_ns = start.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        for b in parts.get(Part::Orphans(key)) {
+            let c = Columns(b);
+            let (trace, model, input, output) = (
+                c.str("trace_id")?,
+                c.str("model")?,
+                c.i64("input_tokens")?,
+                c.i64("output_tokens")?,
+            );
+            for i in 0..b.num_rows() {
+                let trace = text(&trace, i).map(str::to_owned);
+                if let Some(t) = &trace {
+                    traces.entry(t.clone()).or_insert(None);
+                }
+                let sums = orphans
+                    .entry((start_ns, trace, text(&model, i).map(str::to_owned)))
+                    .or_default();
+                sums.0 += input.value(i);
+                sums.1 += output.value(i);
+            }
+        }
+    }
+    if orphans.is_empty() {
+        return Ok(true);
+    }
+    // A call cut by the first partition's start or the last one's end.
+    let edge = |parts: &DayParts, date: NaiveDate, before: bool| -> Result<bool> {
+        let date = date.format("%Y-%m-%d").to_string();
+        for b in parts.get(Part::Straddles) {
+            let c = Columns(b);
+            let (trace, first, last) = (
+                c.str("trace_id")?,
+                c.str("first_date")?,
+                c.str("last_date")?,
+            );
+            for i in 0..b.num_rows() {
+                let cut = if before {
+                    text(&first, i).is_some_and(|f| f < date.as_str())
+                } else {
+                    text(&last, i).is_some_and(|l| l > date.as_str())
+                };
+                if cut && text(&trace, i).is_some_and(|t| traces.contains_key(t)) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    };
+    if let (Some((left, _)), Some((right, _))) = (got.first(), got.last())
+        && (edge(left, edge_first, true)? || edge(right, edge_last, false)?)
+    {
+        return Ok(false);
+    }
+    for (parts, _) in &got {
+        for b in parts.get(Part::Traces(key)) {
+            let c = Columns(b);
+            let (trace, k) = (c.str("trace_id")?, c.str("k")?);
+            for i in 0..b.num_rows() {
+                let (Some(t), Some(k)) = (text(&trace, i), text(&k, i)) else {
+                    continue;
+                };
+                if let Some(least) = traces.get_mut(t)
+                    && least.as_deref().is_none_or(|l| k < l)
+                {
+                    *least = Some(k.to_owned());
+                }
+            }
+        }
+    }
+    let mut sums: BTreeMap<PeriodModel, (i64, i64)> = BTreeMap::new();
+    for ((start_ns, trace, model), (input, output)) in orphans {
+        let k = trace.and_then(|t| traces.get(&t).cloned().flatten());
+        let s = sums.entry((start_ns, k, model)).or_default();
+        s.0 += input;
+        s.1 += output;
+    }
+    for ((start_ns, k, model), (input, output)) in sums {
+        let (per_in, per_out) = token_prices(table, model.as_deref());
+        let u = usage.entry((start_ns, vec![k])).or_default();
+        u.input_tokens += input;
+        u.output_tokens += output;
+        u.token_cost += input as f64 / 1000.0 * per_in + output as f64 / 1000.0 * per_out;
+    }
+    Ok(true)
+}
+
+/// The price of one call under `table`: what [`call_price_sql`] computes, for rollup rows
+/// (the first rule whose every given field equals the call's; a missing value matches no
+/// rule that names the field, as `NULL = 'x'` is not true).
+fn call_price(
+    table: &PriceTable,
+    server: Option<&str>,
+    tool: Option<&str>,
+    class: Option<&str>,
+) -> f64 {
+    for rule in &table.calls {
+        let matches = [
+            (&rule.server, server),
+            (&rule.tool, tool),
+            (&rule.operation_class, class),
+        ]
+        .iter()
+        .all(|(want, have)| want.as_deref().is_none_or(|w| *have == Some(w)));
+        if matches {
+            return literal(rule.per_call);
+        }
+    }
+    literal(table.default_per_call)
+}
+
+/// The prices per 1 000 input and output tokens of `model` under `table`: what
+/// [`token_price_sql`] computes, for rollup rows.
+fn token_prices(table: &PriceTable, model: Option<&str>) -> (f64, f64) {
+    let model = model.unwrap_or("");
+    for m in table.models_by_specificity() {
+        if model.starts_with(m.model.as_str()) {
+            return (
+                literal(m.per_1k_input_tokens),
+                literal(m.per_1k_output_tokens),
+            );
+        }
+    }
+    (
+        literal(table.default_per_1k_input_tokens),
+        literal(table.default_per_1k_output_tokens),
+    )
+}
+
+/// A price as the SQL sees it: [`number`]'s literal read back, so that both paths multiply by
+/// the same float.
+fn literal(v: f64) -> f64 {
+    number(v).parse().unwrap_or(v)
 }
 
 /// The fixed cost of `[a, b)`, a part of one calendar month: the month's cost in proportion to
@@ -626,6 +1056,17 @@ pub async fn compute(
     request: &ChargebackRequest,
     scope: &Scope,
 ) -> Result<Chargeback> {
+    compute_with(engine, config, request, scope, true).await
+}
+
+/// [`compute`], from the raw SQL only when `rollups` is false (the tests' reference).
+pub(crate) async fn compute_with(
+    engine: &Engine,
+    config: &ChargebackConfig,
+    request: &ChargebackRequest,
+    scope: &Scope,
+    rollups: bool,
+) -> Result<Chargeback> {
     if request.from >= request.to {
         return Err(Error::Plan("from must be before to".into()));
     }
@@ -646,24 +1087,25 @@ pub async fn compute(
                 table.version
             )));
         }
-        let dates = dates_for(a, b);
-        let calls = engine
-            .query_within(
-                &calls_sql(table, &request.by, request.granularity, a, b),
-                scope,
-                Some(&dates),
-            )
-            .await?;
-        let tokens = engine
-            .query_within(
-                &tokens_sql(table, &request.by, request.granularity, a, b),
-                scope,
-                Some(&dates),
-            )
-            .await?;
-        let mut groups = Groups::new();
-        add_calls(&mut groups, &calls, request.by.len(), table)?;
-        add_tokens(&mut groups, &tokens, request.by.len(), &table.version)?;
+        let mut usage = Usage::new();
+        // Every-row reports come from the daily rollups where they can; a failure there (a
+        // read-only store, a corrupt part) costs speed, not the report.
+        let served = if complete && rollups {
+            match rollup_usage(engine, table, request, (a, b), &mut usage).await {
+                Ok(served) => served,
+                Err(e) => {
+                    tracing::warn!(error = %e, "The chargeback could not use the daily rollups; computing it from the calls.");
+                    usage.clear();
+                    false
+                }
+            }
+        } else {
+            false
+        };
+        if !served {
+            raw_usage(engine, table, request, scope, (a, b), &mut usage).await?;
+        }
+        let groups = priced(usage, table);
         let global = if complete {
             None
         } else {

@@ -17,15 +17,22 @@ use crate::{Error, Result};
 /// as plain decimal text, nulls as empty fields. Atomic: a reader sees the old file or the
 /// new one.
 pub fn write_csv(batch: &RecordBatch, path: &Path) -> Result<()> {
-    write_atomic(path, |file| {
-        let mut w = arrow::csv::WriterBuilder::new()
-            .with_header(true)
-            .with_line_terminator(arrow::csv::writer::Terminator::CRLF)
-            .with_timestamp_tz_format("%Y-%m-%dT%H:%M:%SZ".into())
-            .build(BufWriter::new(file));
-        w.write(batch).map_err(out_err)?;
-        w.into_inner().into_inner().map_err(|e| out_err(e.error()))
-    })
+    write_atomic(path, |file| csv_into(batch, file))
+}
+
+/// `batch` as the CSV [`write_csv`] writes, in memory (the API's downloads).
+pub(crate) fn csv_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
+    csv_into(batch, Vec::new())
+}
+
+fn csv_into<W: Write>(batch: &RecordBatch, out: W) -> Result<W> {
+    let mut w = arrow::csv::WriterBuilder::new()
+        .with_header(true)
+        .with_line_terminator(arrow::csv::writer::Terminator::CRLF)
+        .with_timestamp_tz_format("%Y-%m-%dT%H:%M:%SZ".into())
+        .build(BufWriter::new(out));
+    w.write(batch).map_err(out_err)?;
+    w.into_inner().into_inner().map_err(|e| out_err(e.error()))
 }
 
 /// Writes `batch` to `path` as Parquet (zstd), atomically.

@@ -13,10 +13,14 @@
 //! - [`api`]: the HTTP API (`POST /api/v1/sql`, chargeback, ROI, the OpenAPI document).
 
 pub mod api;
+mod api_calls;
+mod api_charts;
 mod api_detect;
+mod api_drilldown;
 mod api_reports;
 pub mod auth;
 pub mod chargeback;
+pub mod charts;
 mod columns;
 pub mod detect;
 pub mod engine;
@@ -24,9 +28,12 @@ mod files;
 pub mod focus;
 pub mod jwks_fetch;
 pub mod jwt;
+pub mod operations;
 pub mod output;
 pub mod price_table;
+pub mod report_rollup;
 pub mod roi;
+pub mod ui;
 
 pub use engine::{Engine, QueryLimits, Scope};
 

@@ -8,13 +8,22 @@
 //! ranks), which truncates the interpolation weight to 6 decimals: a figure can sit up to a
 //! millionth of the gap between two neighbouring durations below the textbook value (2699.998
 //! for 2700 ms in `tests/slt/roi.slt`).
+//!
+//! A report over every row and whole days reads the daily rollups instead
+//! ([`crate::report_rollup`]): counts add up, distinct principals,
+//! servers and tools are unions of the days' sets, and the percentiles are computed from the
+//! days' kept durations exactly as `percentile_cont` does, so both paths give the same report.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use std::collections::{HashMap, HashSet};
+
+use arrow::array::{Array, RecordBatch, StringArray};
+use chrono::{DateTime, Datelike, Duration, TimeZone, Utc};
 use serde::Serialize;
 
 use crate::chargeback::{Dimension, dates_for};
 use crate::columns::Columns;
 use crate::engine::{Engine, Scope};
+use crate::report_rollup::{self, Key, Part};
 use crate::{Error, Result};
 
 /// How many tools `top_tools` lists per group.
@@ -154,9 +163,63 @@ pub fn top_tools_sql(request: &RoiRequest) -> Result<String> {
 
 /// Computes the ROI report over the rows `scope` allows.
 pub async fn compute(engine: &Engine, request: &RoiRequest, scope: &Scope) -> Result<Roi> {
+    compute_with(engine, request, scope, true).await
+}
+
+/// [`compute`], from the raw SQL only when `rollups` is false (the tests' reference).
+pub(crate) async fn compute_with(
+    engine: &Engine,
+    request: &RoiRequest,
+    scope: &Scope,
+    rollups: bool,
+) -> Result<Roi> {
     if request.from >= request.to {
         return Err(Error::Plan("from must be before to".into()));
     }
+    let from_rollups = if *scope == Scope::All && rollups {
+        match rollup_figures(engine, request).await {
+            Ok(figures) => figures,
+            Err(e) => {
+                tracing::warn!(error = %e, "The ROI report could not use the daily rollups; computing it from the calls.");
+                None
+            }
+        }
+    } else {
+        // A scoped caller's figures come from their own rows only: the raw SQL under the scope.
+        None
+    };
+    let (mut weeks, top_tools) = match from_rollups {
+        Some(figures) => figures,
+        None => raw_figures(engine, request, scope).await?,
+    };
+    weeks.sort_by(|a, b| a.key.cmp(&b.key).then(a.week_start.cmp(&b.week_start)));
+    for i in 1..weeks.len() {
+        let (prev, this) = (&weeks[i - 1], &weeks[i]);
+        // Only against the week just before: a group absent for a week starts afresh.
+        if prev.key == this.key
+            && this.week_start - prev.week_start == Duration::weeks(1)
+            && prev.active_principals > 0
+        {
+            let change = (this.active_principals - prev.active_principals) as f64
+                / prev.active_principals as f64;
+            weeks[i].active_change = Some(change);
+        }
+    }
+    Ok(Roi {
+        from: request.from,
+        to: request.to,
+        by: request.by,
+        weeks,
+        top_tools,
+    })
+}
+
+/// The weeks (unsorted, no week-over-week change yet) and top tools by the SQL over `calls`.
+async fn raw_figures(
+    engine: &Engine,
+    request: &RoiRequest,
+    scope: &Scope,
+) -> Result<(Vec<RoiWeek>, Vec<TopTool>)> {
     let dates = dates_for(request.from, request.to);
     let batches = engine
         .query_within(&weeks_sql(request)?, scope, Some(&dates))
@@ -198,19 +261,6 @@ pub async fn compute(engine: &Engine, request: &RoiRequest, scope: &Scope) -> Re
             });
         }
     }
-    weeks.sort_by(|a, b| a.key.cmp(&b.key).then(a.week_start.cmp(&b.week_start)));
-    for i in 1..weeks.len() {
-        let (prev, this) = (&weeks[i - 1], &weeks[i]);
-        // Only against the week just before: a group absent for a week starts afresh.
-        if prev.key == this.key
-            && this.week_start - prev.week_start == Duration::weeks(1)
-            && prev.active_principals > 0
-        {
-            let change = (this.active_principals - prev.active_principals) as f64
-                / prev.active_principals as f64;
-            weeks[i].active_change = Some(change);
-        }
-    }
     let batches = engine
         .query_within(&top_tools_sql(request)?, scope, Some(&dates))
         .await?;
@@ -232,13 +282,7 @@ pub async fn compute(engine: &Engine, request: &RoiRequest, scope: &Scope) -> Re
             });
         }
     }
-    Ok(Roi {
-        from: request.from,
-        to: request.to,
-        by: request.by,
-        weeks,
-        top_tools,
-    })
+    Ok((weeks, top_tools))
 }
 
 /// Latency rounded to the microsecond: interpolation leaves float noise (2699.999999999999)
@@ -255,8 +299,7 @@ fn ratio(part: i64, whole: i64) -> f64 {
     }
 }
 
-fn nullable(a: &arrow::array::StringArray, i: usize) -> Option<String> {
-    use arrow::array::Array;
+fn nullable(a: &StringArray, i: usize) -> Option<String> {
     (!a.is_null(i)).then(|| a.value(i).to_owned())
 }
 
@@ -307,5 +350,287 @@ impl Roi {
         ];
         arrow::array::RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
             .map_err(|e| Error::Internal(e.to_string()))
+    }
+}
+
+/// One group's week, merged from the days' rollups.
+#[derive(Debug, Default)]
+struct WeekSums {
+    principals: HashSet<String>,
+    humans: HashSet<String>,
+    calls: i64,
+    ok_calls: i64,
+    human_calls: i64,
+    servers: HashSet<String>,
+    tools: HashSet<String>,
+    durations: Vec<f64>,
+}
+
+/// The rollup parts and the `durations` key column for `by`.
+fn rollup_plan(by: Option<Dimension>) -> Option<(Part, Part, Option<&'static str>, bool)> {
+    // (calls part, principals part, durations key column, key is the server column)
+    Some(match by {
+        None => (
+            Part::Calls(Key::None),
+            Part::Principals(Key::None),
+            None,
+            false,
+        ),
+        Some(Dimension::Team) => (
+            Part::Calls(Key::Team),
+            Part::Principals(Key::Team),
+            Some("team"),
+            false,
+        ),
+        Some(Dimension::Tenant) => (
+            Part::Calls(Key::Tenant),
+            Part::Principals(Key::Tenant),
+            Some("tenant"),
+            false,
+        ),
+        Some(Dimension::CostCenter) => (
+            Part::Calls(Key::CostCenter),
+            Part::Principals(Key::CostCenter),
+            Some("cost_center"),
+            false,
+        ),
+        Some(Dimension::Server) => (
+            Part::Calls(Key::None),
+            Part::Principals(Key::Server),
+            Some("server_name"),
+            true,
+        ),
+        Some(_) => return None,
+    })
+}
+
+fn text(a: &StringArray, i: usize) -> Option<&str> {
+    (!a.is_null(i)).then(|| a.value(i))
+}
+
+/// The weeks and top tools from the daily rollups, when the request covers whole days only
+/// and groups by a column the rollups keep; `None` otherwise.
+async fn rollup_figures(
+    engine: &Engine,
+    request: &RoiRequest,
+) -> Result<Option<(Vec<RoiWeek>, Vec<TopTool>)>> {
+    let Some((calls_part, principals_part, duration_key, by_server)) = rollup_plan(request.by)
+    else {
+        return Ok(None);
+    };
+    let days = report_rollup::whole_days(request.from, request.to);
+    let (Some(first), Some(last)) = (days.first(), days.last()) else {
+        return Ok(None);
+    };
+    if report_rollup::midnight(*first) != request.from
+        || report_rollup::midnight(*last + Duration::days(1)) != request.to
+    {
+        // Distinct counts and percentiles do not add up across a raw part-day: all raw.
+        return Ok(None);
+    }
+    let key_columns: Vec<&str> = duration_key.into_iter().collect();
+    let got = report_rollup::days(
+        engine,
+        &days,
+        &[calls_part, principals_part, Part::Durations],
+        &key_columns,
+    )
+    .await?;
+    let mut groups: HashMap<(i64, Option<String>), WeekSums> = HashMap::new();
+    let mut tool_calls: HashMap<(Option<String>, Option<String>, String), i64> = HashMap::new();
+    for (day, (parts, _)) in days.iter().zip(&got) {
+        // date_trunc('week', ...): the Monday of the day's week.
+        let monday = *day - Duration::days(i64::from(day.weekday().num_days_from_monday()));
+        let week = report_rollup::midnight(monday)
+            .timestamp_nanos_opt()
+            .unwrap_or(i64::MAX);
+        add_calls(
+            &mut groups,
+            &mut tool_calls,
+            parts.get(calls_part),
+            week,
+            by_server,
+        )?;
+        add_principals(&mut groups, parts.get(principals_part), week)?;
+        add_durations(&mut groups, parts.get(Part::Durations), week, duration_key)?;
+    }
+    let mut weeks: Vec<RoiWeek> = groups
+        .into_iter()
+        .filter(|(_, g)| g.calls > 0)
+        .map(|((week, key), mut g)| RoiWeek {
+            week_start: Utc.timestamp_nanos(week),
+            key,
+            active_principals: g.principals.len() as i64,
+            active_humans: g.humans.len() as i64,
+            calls: g.calls,
+            ok_calls: g.ok_calls,
+            success_rate: ratio(g.ok_calls, g.calls),
+            p50_ms: to_micros_of_ms(percentile_cont(&mut g.durations, 0.5)),
+            p95_ms: to_micros_of_ms(percentile_cont(&mut g.durations, 0.95)),
+            servers: g.servers.len() as i64,
+            tools: g.tools.len() as i64,
+            attribution_coverage: ratio(g.human_calls, g.calls),
+            active_change: None,
+        })
+        .collect();
+    weeks.sort_by(|a, b| a.key.cmp(&b.key).then(a.week_start.cmp(&b.week_start)));
+    Ok(Some((weeks, top_tools(tool_calls))))
+}
+
+fn add_calls(
+    groups: &mut HashMap<(i64, Option<String>), WeekSums>,
+    tool_calls: &mut HashMap<(Option<String>, Option<String>, String), i64>,
+    batches: &[RecordBatch],
+    week: i64,
+    by_server: bool,
+) -> Result<()> {
+    for b in batches {
+        let c = Columns(b);
+        let (k, server, tool) = (c.str("k")?, c.str("server_name")?, c.str("tool_name")?);
+        let (calls, failed) = (c.i64("calls")?, c.i64("failed_calls")?);
+        for i in 0..b.num_rows() {
+            let key = if by_server {
+                text(&server, i)
+            } else {
+                text(&k, i)
+            }
+            .map(str::to_owned);
+            let n = calls.value(i);
+            let g = groups.entry((week, key.clone())).or_default();
+            g.calls += n;
+            g.ok_calls += n - failed.value(i);
+            if let Some(s) = text(&server, i) {
+                g.servers.insert(s.to_owned());
+            }
+            if let Some(t) = text(&tool, i) {
+                g.tools.insert(t.to_owned());
+                *tool_calls
+                    .entry((key, text(&server, i).map(str::to_owned), t.to_owned()))
+                    .or_default() += n;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn add_principals(
+    groups: &mut HashMap<(i64, Option<String>), WeekSums>,
+    batches: &[RecordBatch],
+    week: i64,
+) -> Result<()> {
+    for b in batches {
+        let c = Columns(b);
+        let (k, principal, kind, calls) = (
+            c.str("k")?,
+            c.str("principal")?,
+            c.str("principal_kind")?,
+            c.i64("calls")?,
+        );
+        for i in 0..b.num_rows() {
+            let g = groups
+                .entry((week, text(&k, i).map(str::to_owned)))
+                .or_default();
+            let human = text(&kind, i) == Some("human");
+            if human {
+                g.human_calls += calls.value(i);
+            }
+            if let Some(p) = text(&principal, i) {
+                if human {
+                    g.humans.insert(p.to_owned());
+                }
+                g.principals.insert(p.to_owned());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn add_durations(
+    groups: &mut HashMap<(i64, Option<String>), WeekSums>,
+    batches: &[RecordBatch],
+    week: i64,
+    key_column: Option<&str>,
+) -> Result<()> {
+    for b in batches {
+        let c = Columns(b);
+        let durations = c.f64("duration_ms")?;
+        let Some(column) = key_column else {
+            let g = groups.entry((week, None)).or_default();
+            g.durations.extend(durations.values().iter());
+            continue;
+        };
+        let keys = c.str(column)?;
+        // The part is sorted by team: runs of one key take one map lookup.
+        let mut i = 0;
+        while i < b.num_rows() {
+            let key = text(&keys, i);
+            let mut j = i + 1;
+            while j < b.num_rows() && text(&keys, j) == key {
+                j += 1;
+            }
+            let g = groups.entry((week, key.map(str::to_owned))).or_default();
+            g.durations.extend(&durations.values()[i..j]);
+            i = j;
+        }
+    }
+    Ok(())
+}
+
+/// The [`TOP_TOOLS`] most-called tools of each group, ordered as [`top_tools_sql`] orders
+/// them: groups ascending with the unattributed last, then calls descending, server and tool.
+fn top_tools(tool_calls: HashMap<(Option<String>, Option<String>, String), i64>) -> Vec<TopTool> {
+    let mut all: Vec<TopTool> = tool_calls
+        .into_iter()
+        .map(|((key, server, tool), calls)| TopTool {
+            key,
+            server,
+            tool,
+            calls,
+        })
+        .collect();
+    // SQL sorts NULL last in ascending order; `Option` sorts `None` first, hence the flag.
+    let nulls_last = |v: &Option<String>| (v.is_none(), v.clone());
+    all.sort_by(|a, b| {
+        nulls_last(&a.key)
+            .cmp(&nulls_last(&b.key))
+            .then(b.calls.cmp(&a.calls))
+            .then(nulls_last(&a.server).cmp(&nulls_last(&b.server)))
+            .then(a.tool.cmp(&b.tool))
+    });
+    let mut out: Vec<TopTool> = Vec::new();
+    let mut taken = 0;
+    for t in all {
+        if out.last().is_some_and(|l| l.key != t.key) {
+            taken = 0;
+        }
+        if taken < TOP_TOOLS {
+            out.push(t);
+            taken += 1;
+        }
+    }
+    out
+}
+
+/// `percentile_cont(q)` as DataFusion computes it (`datafusion-functions-aggregate`,
+/// `calculate_percentile`): the values at ranks floor and ceil of `q × (n − 1)`, in total
+/// order, interpolated with the weight truncated to 6 decimals. Reimplemented so that the
+/// rollup path gives the very figures of the SQL path.
+fn percentile_cont(values: &mut [f64], q: f64) -> f64 {
+    const PRECISION: f64 = 1_000_000.0;
+    match values.len() {
+        0 => f64::NAN,
+        1 => values[0],
+        n => {
+            let index = q * ((n - 1) as f64);
+            let (lower, upper) = (index.floor() as usize, index.ceil() as usize);
+            let (_, low, _) = values.select_nth_unstable_by(lower, f64::total_cmp);
+            let low = *low;
+            if lower == upper {
+                return low;
+            }
+            let (_, high, _) = values.select_nth_unstable_by(upper, f64::total_cmp);
+            let weight = ((index - lower as f64) * PRECISION) as usize as f64 / PRECISION;
+            low + (*high - low) * weight
+        }
     }
 }

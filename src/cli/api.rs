@@ -18,6 +18,8 @@ use calltrail_schemas::audit::AuditEvent;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use super::operations::ServerOperations;
+
 /// The verifier of the API's tokens.
 fn verifier(config: &Config) -> Result<Verifier> {
     let auth = &config.api.auth;
@@ -84,21 +86,23 @@ pub(crate) async fn start(
     addr: SocketAddr,
     audit: AuditSink,
 ) -> Result<(SocketAddr, JoinHandle<()>)> {
-    let engine = Engine::open(&config.data_dir, config.query.clone()).await?;
+    let engine = Arc::new(Engine::open(&config.data_dir, config.query.clone()).await?);
     let keys = Arc::new(key_source(config).await?);
     let refresh = Duration::from_secs(config.api.auth.jwks_refresh_secs);
     let state = ApiState {
-        engine: Arc::new(engine),
+        engine: Arc::clone(&engine),
         verifier: keys.clone(),
         auth: Arc::new(config.api.auth.clone()),
         audit: Some(audit_hook(audit)),
         chargeback: Arc::new(config.chargeback.clone()),
+        operations: Some(Arc::new(ServerOperations::new(Arc::new(config.clone())))),
     };
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("api.listen: cannot listen on {addr}"))?;
     let bound = listener.local_addr()?;
-    // The refresh runs inside the server's task, so stopping the server stops it too.
+    // The refresh and the warm-up run inside the server's task, so stopping the server stops
+    // them too.
     let task = tokio::spawn(async move {
         tokio::select! {
             r = serve(listener, state) => {
@@ -107,7 +111,39 @@ pub(crate) async fn start(
                 }
             }
             () = keys.keep_fresh(refresh) => {}
+            () = warm_report_rollups(engine) => {}
         }
     });
     Ok((bound, task))
+}
+
+/// Days of report rollups kept built ahead of the first report (two months: this month's and
+/// last month's chargeback read rollups only).
+const WARM_DAYS: i64 = 62;
+/// The first warm-up waits this long after start-up, so that a short-lived server (a test, a
+/// one-off query) never spends its cores on it.
+const WARM_DELAY: Duration = Duration::from_secs(120);
+/// How often completed days are looked for.
+const WARM_EVERY: Duration = Duration::from_secs(3600);
+
+/// Builds the report rollups of the completed days of the last [`WARM_DAYS`] in the
+/// background, once after [`WARM_DELAY`] and then every [`WARM_EVERY`], so that the web UI's
+/// and the API's monthly reports read rollups rather than every call (`docs/reports.md`).
+/// Days whose rollup is current cost a digest check; a failure is logged and retried later.
+async fn warm_report_rollups(engine: Arc<Engine>) {
+    tokio::time::sleep(WARM_DELAY).await;
+    loop {
+        let today = chrono::Utc::now().date_naive();
+        let first = today - chrono::Duration::days(WARM_DAYS);
+        let last = today - chrono::Duration::days(2);
+        match calltrail_query::report_rollup::warm_up(&engine, first, last).await {
+            Ok(0) => {}
+            Ok(days) => tracing::info!(days, "Built the report rollups of completed days."),
+            Err(e) => tracing::warn!(
+                error = %e,
+                "Building report rollups failed; reports read the calls until the next try."
+            ),
+        }
+        tokio::time::sleep(WARM_EVERY).await;
+    }
 }

@@ -10,6 +10,7 @@ mod forward;
 mod hold;
 mod ingest_token;
 mod keygen;
+mod operations;
 mod query;
 mod retention;
 mod roi;

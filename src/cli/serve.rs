@@ -177,8 +177,10 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
         attributor,
         wal.handle(),
         config.receivers.memory_budget_mib << 20,
-    );
+    )
+    .with_business_series_limit(config.telemetry.business_series_limit);
     telemetry.observe_ingest(pipeline.stats());
+    telemetry.observe_business(pipeline.business_stats());
     // After recovery, so the store holds every acknowledged record before forwarding reads it.
     let forwarders = Forwarders::start(&config.forward, &config.data_dir, &writer.checkpoints())?;
     telemetry.observe_forward(forwarders.stats());
@@ -198,7 +200,8 @@ pub(crate) async fn run(args: ServeArgs) -> Result<()> {
     let api = if config.api.enabled {
         let addr = args.api_addr.unwrap_or(config.api.listen);
         let (bound, task) = super::api::start(&config, addr, writer.audit()).await?;
-        tracing::info!(api = %bound, "The query API is listening; `calltrail token --role auditor` makes a token.");
+        tracing::info!(api = %bound, ui = %format!("http://{bound}/ui/"),
+            "The query API and web UI are listening; `calltrail token --role auditor --url` prints a login link.");
         Some((bound, task))
     } else {
         None

@@ -104,6 +104,35 @@ fn forwarding(config: &calltrail::config::Config) -> Result<Vec<DestinationStatu
 pub(crate) fn run(args: &StatusArgs) -> Result<()> {
     let config = args.config.load()?;
     config.retention.validate()?;
+    with_status(&config, |status| {
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(status)?);
+        } else {
+            print_status(status);
+        }
+        Ok(())
+    })?
+}
+
+/// The status as JSON (the web UI's integrity page): `chains` (a list), `retention`, `holds`
+/// in force, `forwarding`.
+pub(crate) fn status_json(config: &calltrail::config::Config) -> Result<serde_json::Value> {
+    with_status(config, |s| {
+        let mut v = serde_json::to_value(s)?;
+        if let Some(o) = v.as_object_mut() {
+            let chain = o.remove("chain").unwrap_or_default();
+            let chains = if chain.is_null() { vec![] } else { vec![chain] };
+            o.insert("chains".into(), chains.into());
+        }
+        Ok(v)
+    })?
+}
+
+/// Reads the store's status and hands it to `f`.
+fn with_status<T>(
+    config: &calltrail::config::Config,
+    f: impl FnOnce(&Status<'_>) -> T,
+) -> Result<T> {
     let root = &config.data_dir;
     let chain = match Head::read(root)? {
         Some(head) => {
@@ -148,14 +177,9 @@ pub(crate) fn run(args: &StatusArgs) -> Result<()> {
             receipts,
         },
         holds: holds.active().collect(),
-        forwarding: forwarding(&config)?,
+        forwarding: forwarding(config)?,
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&status)?);
-    } else {
-        print_status(&status);
-    }
-    Ok(())
+    Ok(f(&status))
 }
 
 fn print_status(s: &Status<'_>) {

@@ -27,6 +27,10 @@ pub(crate) struct TokenArgs {
     /// Lifetime in seconds (at most a day).
     #[arg(long, default_value_t = 3600)]
     ttl_secs: u64,
+    /// Print a link to the web UI (on `api.listen`) that logs in with the token instead of the
+    /// token itself. The token is in the link's fragment, which browsers never send to a server.
+    #[arg(long)]
+    url: bool,
 }
 
 pub(crate) fn run(args: &TokenArgs) -> Result<()> {
@@ -62,6 +66,11 @@ pub(crate) fn run(args: &TokenArgs) -> Result<()> {
         auth.team_claim.as_str(): args.team,
         auth.tenant_claim.as_str(): args.tenant,
     }))?;
-    println!("{}", key.sign(&claims)?);
+    let token = key.sign(&claims)?;
+    if args.url {
+        println!("http://{}/ui/#token={token}", config.api.listen);
+    } else {
+        println!("{token}");
+    }
     Ok(())
 }

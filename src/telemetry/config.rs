@@ -22,6 +22,12 @@ pub struct TelemetryConfig {
     pub otlp_protocol: OtlpProtocol,
     /// How often metrics are pushed, in milliseconds (1000 to 3600000). Default 60000.
     pub interval_ms: u64,
+    /// Most label sets each business metric keeps (`calltrail_tool_calls_total` by team, server
+    /// and outcome; `calltrail_llm_tokens_total` by team and token type), 1 to 100000. Label
+    /// values come from senders: once a metric has this many, calls of a new combination are
+    /// added to one overflow series labelled `otel_metric_overflow="true"`, as the
+    /// OpenTelemetry Collector's spanmetrics connector does. Default 2000.
+    pub business_series_limit: usize,
 }
 
 /// The OTLP transport for pushed metrics.
@@ -42,12 +48,17 @@ impl Default for TelemetryConfig {
             otlp_endpoint: None,
             otlp_protocol: OtlpProtocol::Grpc,
             interval_ms: 60_000,
+            business_series_limit: calltrail_collector::business_stats::DEFAULT_SERIES_LIMIT,
         }
     }
 }
 
 /// Shortest and longest push interval, in milliseconds.
 const INTERVAL_MS: std::ops::RangeInclusive<u64> = 1_000..=3_600_000;
+
+/// Allowed `business_series_limit`: at least one series; at most what a scrape can carry
+/// comfortably (each series is a line of every scrape and a time series in Prometheus).
+const BUSINESS_SERIES_LIMIT: std::ops::RangeInclusive<usize> = 1..=100_000;
 
 impl TelemetryConfig {
     /// Checks every key; the error names it (`telemetry.interval_ms: ...`).
@@ -59,6 +70,16 @@ impl TelemetryConfig {
                     "must be between {} and {}",
                     INTERVAL_MS.start(),
                     INTERVAL_MS.end()
+                ),
+            });
+        }
+        if !BUSINESS_SERIES_LIMIT.contains(&self.business_series_limit) {
+            return Err(TelemetryError::Config {
+                key: "telemetry.business_series_limit",
+                message: format!(
+                    "must be between {} and {}",
+                    BUSINESS_SERIES_LIMIT.start(),
+                    BUSINESS_SERIES_LIMIT.end()
                 ),
             });
         }
@@ -124,6 +145,29 @@ mod tests {
         assert!(c.metrics_endpoint);
         assert_eq!(c.otlp_url().unwrap(), None);
         assert_eq!(c.interval_ms, 60_000);
+        assert_eq!(c.business_series_limit, 2000);
+    }
+
+    #[test]
+    fn business_series_limit_out_of_range_names_the_key() {
+        for bad in [
+            "business_series_limit = 0",
+            "business_series_limit = 100001",
+        ] {
+            let e = parse(bad).unwrap_err();
+            assert!(
+                e.starts_with("telemetry.business_series_limit: "),
+                "{bad}: {e}"
+            );
+        }
+        let e = parse("business_series_limit = -1").unwrap_err();
+        assert!(e.contains("business_series_limit"), "{e}");
+        assert_eq!(
+            parse("business_series_limit = 1")
+                .unwrap()
+                .business_series_limit,
+            1
+        );
     }
 
     #[test]

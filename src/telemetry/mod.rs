@@ -54,7 +54,10 @@
 //! one histogram Calltrail records today is the `/metrics` scrape itself
 //! (`calltrail_metrics_scrape_duration_seconds`, in [`prometheus`]). Names follow
 //! `calltrail.<component>.<what>` with an OpenTelemetry unit (`By`, `s`, `{span}`); label sets
-//! stay small and bounded (no principals, tools or sources as labels).
+//! stay small and bounded (no principals, tools or sources as labels). The one exception, the
+//! business counters (`calltrail_tool_calls_total{team,server,outcome}`,
+//! `calltrail_llm_tokens_total{team,token_type}`), take label values from senders and are
+//! capped by `telemetry.business_series_limit`, the rest folded into an overflow series.
 
 mod config;
 pub mod otlp;

@@ -215,3 +215,102 @@ fn an_invalid_config_is_refused() {
     let e = Telemetry::new(&config).unwrap_err().to_string();
     assert!(e.starts_with("telemetry.interval_ms: "), "{e}");
 }
+
+#[test]
+fn business_series_carry_their_labels_and_the_overflow_series_only_its_own() {
+    use calltrail_collector::business_stats::BusinessStats;
+    use calltrail_schemas::{Attributor, IngestContext, map_request};
+
+    let t = telemetry();
+    let stats = Arc::new(BusinessStats::new(3));
+    t.observe_business(&stats);
+    // Registered, nothing counted yet: no series.
+    let empty = render(&t);
+    assert!(
+        !empty
+            .lines()
+            .any(|l| l.starts_with("calltrail_tool_calls_total")),
+        "{empty}"
+    );
+
+    let request =
+        crate::workload::Workload::new(7, 1_795_428_000_000_000_000, 1_000_000).next_request(400);
+    let ctx = IngestContext {
+        observed_time_ns: 1_795_428_001_000_000_000,
+        protocol: "otlp_grpc",
+        peer: None,
+        source: None,
+    };
+    let mapped = map_request(&request, &ctx, &Attributor::default());
+    stats.commit(stats.tally(&mapped.tool_calls, &mapped.llm_calls));
+    let text = render(&t);
+
+    for (family, labels) in [
+        ("calltrail_tool_calls_total", ["outcome=\"", "server=\""]),
+        ("calltrail_llm_tokens_total", ["token_type=\"", "team=\""]),
+    ] {
+        let lines = lines_of(&text, family);
+        assert!(
+            lines.contains(&format!("# TYPE {family} counter").as_str()),
+            "{text}"
+        );
+        let series: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| !l.starts_with('#'))
+            .collect();
+        // At most 3 label sets, and the overflow series for the rest.
+        assert_eq!(series.len(), 4, "{family}: {text}");
+        let overflow: Vec<&&str> = series
+            .iter()
+            .filter(|l| l.contains("otel_metric_overflow"))
+            .collect();
+        assert_eq!(overflow.len(), 1, "{text}");
+        assert!(
+            overflow[0].starts_with(&format!("{family}{{otel_metric_overflow=\"true\"}} ")),
+            "{text}"
+        );
+        for line in series
+            .iter()
+            .filter(|l| !l.contains("otel_metric_overflow"))
+        {
+            for label in labels {
+                assert!(line.contains(label), "{label} missing: {line}");
+            }
+        }
+        // Every counted unit is in exactly one series.
+        let rendered: u64 = series
+            .iter()
+            .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+            .sum();
+        let counts = if family.contains("tool") {
+            let c = stats.calls();
+            c.series.iter().map(|s| s.1).sum::<u64>() + c.overflow.unwrap()
+        } else {
+            let c = stats.tokens();
+            c.series.iter().map(|s| s.1).sum::<u64>() + c.overflow.unwrap()
+        };
+        assert_eq!(rendered, counts, "{family}");
+    }
+}
+
+#[test]
+fn forward_gauges_keep_their_documented_names() {
+    use calltrail_collector::forward::DestinationStats;
+
+    let t = telemetry();
+    let mut siem = DestinationStats::default();
+    siem.name = "siem".into();
+    let siem = Arc::new(siem);
+    siem.up.store(true, Ordering::Relaxed);
+    t.observe_forward(&[siem]);
+    let text = render(&t);
+    for line in [
+        "# TYPE calltrail_forward_up gauge",
+        "calltrail_forward_up{destination=\"siem\"} 1",
+        "calltrail_forward_lag_records{destination=\"siem\"} 0",
+        "calltrail_forward_lag_seconds{destination=\"siem\"} 0",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in:\n{text}");
+    }
+}

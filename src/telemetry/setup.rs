@@ -6,7 +6,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkError;
-use opentelemetry_sdk::metrics::SdkMeterProvider;
+use opentelemetry_sdk::metrics::{Instrument, SdkMeterProvider, Stream};
 
 pub use calltrail_collector::otlp_http::MetricsRenderer;
 
@@ -71,7 +71,20 @@ impl Telemetry {
             .with_service_name("calltrail")
             .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
             .build();
-        let mut builder = SdkMeterProvider::builder().with_resource(resource);
+        // The business metrics fold series beyond the limit into their own overflow series;
+        // room for that one more keeps the SDK's cap (2000 by default) from folding again.
+        let business_limit = config.business_series_limit.saturating_add(1);
+        let mut builder = SdkMeterProvider::builder()
+            .with_resource(resource)
+            .with_view(move |i: &Instrument| {
+                if !super::sources::BUSINESS_INSTRUMENTS.contains(&i.name()) {
+                    return None;
+                }
+                Stream::builder()
+                    .with_cardinality_limit(business_limit)
+                    .build()
+                    .ok()
+            });
         let mut prometheus = None;
         if config.metrics_endpoint {
             let (reader, text) = PrometheusText::new()?;

@@ -1,5 +1,6 @@
-//! Observable instruments over the counters components already keep: nothing is added to the
-//! ingest or write path; values are read when metrics are collected (a scrape or a push).
+//! Observable instruments over the counters components already keep; values are read when
+//! metrics are collected (a scrape or a push). Only the business counters add work to the ingest
+//! path (a tally per request, see `calltrail_collector::business_stats`); the rest add none.
 //!
 //! | Prometheus name | type | from |
 //! |---|---|---|
@@ -31,6 +32,13 @@
 //! | `calltrail_forward_lag_records{destination}` | gauge | `lag_records()` |
 //! | `calltrail_forward_lag_seconds{destination}` | gauge | `lag_seconds()` |
 //! | `calltrail_forward_up{destination}` | gauge | `up` (1 while sends succeed) |
+//! | `calltrail_tool_calls_total{team,server,outcome}` | counter | `BusinessStats::calls` (capped) |
+//! | `calltrail_llm_tokens_total{team,token_type}` | counter | `BusinessStats::tokens` (capped) |
+//!
+//! The two business counters are the only ones with sender-chosen label values (`team`,
+//! `server`): `BusinessStats` keeps at most `telemetry.business_series_limit` label sets per
+//! metric and adds the rest to a series labelled only `otel_metric_overflow="true"`; an absent
+//! team or server is an absent label. What they count: `calltrail_collector::business_stats`.
 //!
 //! Each `observe_*` registers callbacks for the life of the meter provider: call it once per
 //! component instance.
@@ -38,6 +46,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use calltrail_collector::business_stats::{BusinessStats, CallLabels, TokenLabels};
 use calltrail_collector::forward::DestinationStats;
 use calltrail_collector::pipeline::IngestStats;
 use calltrail_collector::wal::{WalHandle, WalStats};
@@ -46,6 +55,38 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::Meter;
 
 use super::Telemetry;
+
+/// The business instruments: their series are capped by `telemetry.business_series_limit`.
+pub(super) const BUSINESS_INSTRUMENTS: [&str; 2] = [TOOL_CALLS, LLM_TOKENS];
+const TOOL_CALLS: &str = "calltrail.tool_calls";
+const LLM_TOKENS: &str = "calltrail.llm.tokens";
+
+/// The attribute of the series that takes label sets beyond the cap (the OpenTelemetry
+/// convention, exported as `otel_metric_overflow="true"`).
+fn overflow() -> [KeyValue; 1] {
+    [KeyValue::new("otel.metric.overflow", true)]
+}
+
+fn call_attributes(l: &CallLabels) -> Vec<KeyValue> {
+    let mut a = Vec::with_capacity(3);
+    if let Some(team) = &l.team {
+        a.push(KeyValue::new("team", team.clone()));
+    }
+    if let Some(server) = &l.server {
+        a.push(KeyValue::new("server", server.clone()));
+    }
+    a.push(KeyValue::new("outcome", l.outcome.as_str()));
+    a
+}
+
+fn token_attributes(l: &TokenLabels) -> Vec<KeyValue> {
+    let mut a = Vec::with_capacity(2);
+    if let Some(team) = &l.team {
+        a.push(KeyValue::new("team", team.clone()));
+    }
+    a.push(KeyValue::new("token_type", l.token_type.as_str()));
+    a
+}
 
 /// One data point of an observable counter: its attributes and the counter it reads.
 type Point<S> = (Vec<KeyValue>, fn(&S) -> &AtomicU64);
@@ -135,6 +176,48 @@ impl Telemetry {
                 }),
             ],
         );
+    }
+
+    /// Calls and tokens by team (`Pipeline::business_stats`).
+    pub fn observe_business(&self, stats: &Arc<BusinessStats>) {
+        let m = self.meter();
+        let s = Arc::clone(stats);
+        m.u64_observable_counter(TOOL_CALLS)
+            .with_unit("{call}")
+            .with_description(
+                "MCP calls accepted into the durable log, by team, server and outcome (ok, \
+                 tool_error, protocol_error, denied); a call seen from client and server counts \
+                 once. Label sets beyond telemetry.business_series_limit are added to the series \
+                 labelled otel_metric_overflow=\"true\".",
+            )
+            .with_callback(move |o| {
+                let counts = s.calls();
+                for (labels, n) in &counts.series {
+                    o.observe(*n, &call_attributes(labels));
+                }
+                if let Some(n) = counts.overflow {
+                    o.observe(n, &overflow());
+                }
+            })
+            .build();
+        let s = Arc::clone(stats);
+        m.u64_observable_counter(LLM_TOKENS)
+            .with_unit("{token}")
+            .with_description(
+                "LLM tokens accepted into the durable log, by team and token_type (input, \
+                 output). Label sets beyond telemetry.business_series_limit are added to the \
+                 series labelled otel_metric_overflow=\"true\".",
+            )
+            .with_callback(move |o| {
+                let counts = s.tokens();
+                for (labels, n) in &counts.series {
+                    o.observe(*n, &token_attributes(labels));
+                }
+                if let Some(n) = counts.overflow {
+                    o.observe(n, &overflow());
+                }
+            })
+            .build();
     }
 
     /// What the Parquet store writer has done (`WriterHandle::stats`).
@@ -248,7 +331,9 @@ impl Telemetry {
             ),
             (
                 "calltrail.forward.up",
-                "1",
+                // No unit: "1" would export it as `calltrail_forward_up_ratio`, and a 0/1 state
+                // is not a ratio; the documented name is `calltrail_forward_up`.
+                "",
                 "1 while a destination's sends succeed, 0 while they fail.",
                 |s| u64::from(s.up.load(Ordering::Relaxed)),
             ),

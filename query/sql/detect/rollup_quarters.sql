@@ -6,3 +6,6 @@ SELECT CAST(hour AS INT) * 4 + CAST(date_part('minute', start_time) AS INT) / 15
        sum(CASE WHEN outcome = 'denied' THEN 1 ELSE 0 END) AS denied
 FROM calls
 GROUP BY 1, 2
+-- Ordered so that rolling the same calls up again gives the same rows in the same order: the
+-- persisted history (`state`) checks a day by the digest of its rows.
+ORDER BY 1, 2

@@ -14,3 +14,6 @@ SELECT CAST(l.hour AS INT) AS hour,
 FROM llm_calls l
 LEFT JOIN owners o ON l.trace_id = o.trace_id
 GROUP BY 1, 2, 3, 4
+-- Ordered so that rolling the same calls up again gives the same rows in the same order: the
+-- persisted history (`state`) checks a day by the digest of its rows.
+ORDER BY 1, 2, 3, 4

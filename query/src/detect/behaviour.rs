@@ -71,7 +71,7 @@ fn volume_finding(
         p,
         a,
     );
-    let server = a.top_server();
+    let server = s.top_server(a);
     f.server_name = s.names.opt(server);
     f.observed = a.calls as f64;
     f.expected = Some(med);
@@ -145,7 +145,7 @@ pub(crate) fn hours(s: &Scoring<'_>) -> Vec<Finding> {
             *p,
             a,
         );
-        f.server_name = s.names.opt(a.top_server());
+        f.server_name = s.names.opt(s.top_server(a));
         f.observed = a.calls as f64;
         f.expected = Some(prob);
         f.score = 1.0 - prob;
@@ -202,7 +202,7 @@ pub(crate) fn breadth(s: &Scoring<'_>) -> Vec<Finding> {
             *p,
             a,
         );
-        f.server_name = s.names.opt(a.top_server());
+        f.server_name = s.names.opt(s.top_server(a));
         f.observed = distinct as f64;
         f.expected = Some(med);
         f.score = z;

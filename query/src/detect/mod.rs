@@ -1,9 +1,10 @@
 //! Baselines and anomaly detection on tool calls (detectors D1–D9 of
 //! `docs/detection.md`). A run rolls each day of calls up once (`rollup`, SQL kept in
 //! `query/sql/detect/`), folds the history into per-principal, team and server state
-//! (`history`), scores each hour of its range with the rules (`behaviour`: D1, D4, D8;
-//! `novelty`: D2, D3, D7; `rates`: D5, D6; `pipeline`: D9), stores new findings in the
-//! `anomalies` table (`store`) and the hour-of-week profiles (`baseline`).
+//! (`history`; resumed from the one the previous run persisted when it can be, `state`),
+//! scores each hour of its range with the rules (`behaviour`: D1, D4, D8; `novelty`: D2, D3,
+//! D7; `rates`: D5, D6; `pipeline`: D9), stores new findings in the `anomalies` table
+//! (`store`) and the hour-of-week profiles (`baseline`).
 //!
 //! The rules are Rust rather than SQL views because each compares an hour with a history that
 //! advances hour by hour (a streaming fold); the aggregation they start from is SQL.
@@ -21,6 +22,7 @@ mod rollup;
 mod rows;
 mod run;
 mod scoring;
+mod state;
 mod stats;
 pub(crate) mod store;
 

@@ -33,7 +33,7 @@ pub(crate) fn first_writes(s: &Scoring<'_>) -> Vec<Finding> {
         if !s.seasoned(*p) {
             continue;
         }
-        let new: Vec<((u32, u32), bool, u64)> = a
+        let mut new: Vec<((u32, u32), bool, u64)> = a
             .items
             .iter()
             .filter(|(_, u)| u.writes || u.deletes)
@@ -49,6 +49,7 @@ pub(crate) fn first_writes(s: &Scoring<'_>) -> Vec<Finding> {
         if new.is_empty() {
             continue;
         }
+        new.sort_by(|x, y| s.item_order(x.0, y.0));
         let name = s.names.name(*p);
         let (start, end) = s.window();
         let mut f = s.about(
@@ -108,9 +109,12 @@ pub(crate) fn new_servers(s: &Scoring<'_>, reported: &mut HashMap<u32, i64>) -> 
         let approved =
             s.cfg.approved_servers.is_empty() || s.cfg.approved_servers.iter().any(|a| a == name);
         let known = seen_within(s.history.servers.get(&server), s.hour, rule.days);
+        // Teams by name (the empty team first): ties and lists do not depend on ids.
+        let mut teams: Vec<(u32, u64)> = teams.into_iter().collect();
+        teams.sort_by(|x, y| s.name_order(x.0, y.0));
         let top_team = teams
             .iter()
-            .max_by_key(|(t, c)| (**c, std::cmp::Reverse(**t)))
+            .max_by(|(t1, c1), (t2, c2)| c1.cmp(c2).then_with(|| s.name_order(*t2, *t1)))
             .map_or(0, |(t, _)| *t);
         let day = s.hour / DAY;
         let (rule_name, why, severity) = if !known && store_days >= i64::from(rule.min_history_days)
@@ -135,7 +139,7 @@ pub(crate) fn new_servers(s: &Scoring<'_>, reported: &mut HashMap<u32, i64>) -> 
                 "not on the approved list".to_string(),
                 Severity::High,
             )
-        } else if let Some(team) = teams.keys().copied().find(|t| {
+        } else if let Some(team) = teams.iter().map(|(t, _)| *t).find(|t| {
             *t != 0
                 && known
                 && team_is_seasoned(s, *t)
@@ -162,8 +166,8 @@ pub(crate) fn new_servers(s: &Scoring<'_>, reported: &mut HashMap<u32, i64>) -> 
         f.score = 1.0;
         f.severity = severity;
         let team_names: Vec<&str> = teams
-            .keys()
-            .map(|t| {
+            .iter()
+            .map(|(t, _)| {
                 if *t == 0 {
                     "(no team)"
                 } else {
@@ -204,7 +208,7 @@ pub(crate) fn peer_outliers(s: &Scoring<'_>) -> Vec<Finding> {
         if peers < rule.min_peers as usize {
             continue;
         }
-        let rare: Vec<((u32, u32), u64, usize)> = a
+        let mut rare: Vec<((u32, u32), u64, usize)> = a
             .items
             .iter()
             .filter(|(_, u)| u.calls >= rule.min_calls)
@@ -221,6 +225,7 @@ pub(crate) fn peer_outliers(s: &Scoring<'_>) -> Vec<Finding> {
             })
             .filter(|(_, _, users)| (*users as f64) < rule.max_share * peers as f64)
             .collect();
+        rare.sort_by(|x, y| s.item_order(x.0, y.0));
         let Some(((server, item), _, users)) = rare.first().copied() else {
             continue;
         };

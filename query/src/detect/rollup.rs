@@ -78,7 +78,7 @@ fn io_error(path: &Path, e: &io::Error) -> Error {
 
 /// A digest of the day's source files (path and size of every Parquet file of the two calls
 /// tables in the day's partitions), or `None` when the day has none.
-fn source_digest(data_dir: &Path, date: &str) -> Result<Option<String>> {
+pub(crate) fn source_digest(data_dir: &Path, date: &str) -> Result<Option<String>> {
     let mut files = Vec::new();
     for table in [TOOL_CALLS, LLM_CALLS] {
         let day = data_dir.join(table).join(format!("date={date}"));
@@ -141,22 +141,51 @@ fn write_part(path: &Path, batches: &[RecordBatch]) -> Result<()> {
     write_parquet(&batch, path)
 }
 
-/// The rollup of `date` (`YYYY-MM-DD`): read back when its sources are unchanged, else
-/// computed from the day's calls and stored.
-pub(crate) async fn day(engine: &Engine, date: &str) -> Result<(DayRollup, Obtained)> {
-    let data_dir = engine.data_dir();
+/// A day's stored rollup, as [`stored`] finds it.
+#[derive(Debug)]
+pub(crate) enum Stored {
+    /// The day has no calls.
+    Empty,
+    /// Stored for the current sources (their digest): read back.
+    Fresh(DayRollup, String),
+    /// Missing or stored for other sources: to be computed (the sources' digest).
+    Stale(String),
+}
+
+/// The stored rollup of `date` when its sources are unchanged. Plain file reads, no query:
+/// a run reads many days this way on several threads.
+pub(crate) fn stored(data_dir: &Path, date: &str) -> Result<Stored> {
     let Some(digest) = source_digest(data_dir, date)? else {
-        return Ok((DayRollup::default(), Obtained::Empty));
+        return Ok(Stored::Empty);
     };
+    let dir = rollup_dir(data_dir, date);
+    if !fs::read_to_string(dir.join(SOURCES)).is_ok_and(|s| s.trim() == digest) {
+        return Ok(Stored::Stale(digest));
+    }
+    let mut rollup = DayRollup::default();
+    for (name, _) in PARTS {
+        *rollup.part_mut(name) = read_part(&dir.join(format!("{name}.parquet")))?;
+    }
+    Ok(Stored::Fresh(rollup, digest))
+}
+
+/// The rollup of `date` (`YYYY-MM-DD`), given what [`stored`] found: read back when its
+/// sources are unchanged, else computed from the day's calls and stored; with the digest of
+/// the sources it is kept under (none for a day without calls).
+pub(crate) async fn day(
+    engine: &Engine,
+    date: &str,
+    found: Stored,
+) -> Result<(DayRollup, Obtained, Option<String>)> {
+    let digest = match found {
+        Stored::Empty => return Ok((DayRollup::default(), Obtained::Empty, None)),
+        Stored::Fresh(rollup, digest) => return Ok((rollup, Obtained::Reused, Some(digest))),
+        Stored::Stale(digest) => digest,
+    };
+    let data_dir = engine.data_dir();
     let dir = rollup_dir(data_dir, date);
     let sources = dir.join(SOURCES);
     let mut rollup = DayRollup::default();
-    if fs::read_to_string(&sources).is_ok_and(|s| s.trim() == digest) {
-        for (name, _) in PARTS {
-            *rollup.part_mut(name) = read_part(&dir.join(format!("{name}.parquet")))?;
-        }
-        return Ok((rollup, Obtained::Reused));
-    }
     let range = DateRange {
         first: date.to_string(),
         last: date.to_string(),
@@ -181,5 +210,5 @@ pub(crate) async fn day(engine: &Engine, date: &str) -> Result<(DayRollup, Obtai
     let tmp = dir.join(format!("{SOURCES}.tmp"));
     fs::write(&tmp, format!("{digest}\n")).map_err(|e| io_error(&tmp, &e))?;
     fs::rename(&tmp, &sources).map_err(|e| io_error(&sources, &e))?;
-    Ok((rollup, Obtained::Computed))
+    Ok((rollup, Obtained::Computed, Some(digest)))
 }

@@ -35,6 +35,26 @@ impl Names {
         id
     }
 
+    /// Names with the ids they had when persisted (`list[id]`), or `None` unless `list`
+    /// starts with the empty name and holds each name once.
+    pub(crate) fn from_list(list: Vec<String>) -> Option<Self> {
+        if list.first().is_none_or(|n| !n.is_empty()) {
+            return None;
+        }
+        let mut ids = HashMap::default();
+        for (i, n) in list.iter().enumerate() {
+            if ids.insert(n.clone(), u32::try_from(i).ok()?).is_some() {
+                return None;
+            }
+        }
+        Some(Self { ids, names: list })
+    }
+
+    /// How many names are interned (ids are below this).
+    pub(crate) fn count(&self) -> usize {
+        self.names.len()
+    }
+
     /// The name of `id`.
     pub(crate) fn name(&self, id: u32) -> &str {
         self.names.get(id as usize).map_or("", String::as_str)

@@ -27,22 +27,8 @@ pub(crate) struct Activity {
     pub(crate) human: bool,
     pub(crate) team: u32,
     pub(crate) tenant: u32,
-    /// (server, item) → use; ordered so explanations list tools stably.
+    /// (server, item) → use.
     pub(crate) items: BTreeMap<(u32, u32), ItemUse>,
-}
-
-impl Activity {
-    /// The server they called most in the hour.
-    pub(crate) fn top_server(&self) -> u32 {
-        let mut per_server: BTreeMap<u32, u64> = BTreeMap::new();
-        for ((server, _), u) in &self.items {
-            *per_server.entry(*server).or_default() += u.calls;
-        }
-        per_server
-            .into_iter()
-            .max_by_key(|(s, c)| (*c, std::cmp::Reverse(*s)))
-            .map_or(0, |(s, _)| s)
-    }
 }
 
 /// Everything a rule needs to score one hour.
@@ -87,7 +73,13 @@ impl<'a> Scoring<'a> {
             u.writes |= r.writes;
             u.deletes |= r.deletes;
         }
-        let team_humans = history.active_humans(hour, cfg.baseline_days);
+        let mut team_humans = history.active_humans(hour, cfg.baseline_days);
+        // By name, not id: ids depend on the order names were first read, which differs
+        // between a run that folds from scratch and one that resumes a persisted history, and
+        // the order of the values reaches the last bits of a mean.
+        for humans in team_humans.values_mut() {
+            humans.sort_unstable_by(|a, b| names.name(*a).cmp(names.name(*b)));
+        }
         Self {
             cfg,
             names,
@@ -97,6 +89,34 @@ impl<'a> Scoring<'a> {
             activity,
             team_humans,
         }
+    }
+
+    /// The server `a` called most in the hour (ties to the first name).
+    pub(crate) fn top_server(&self, a: &Activity) -> u32 {
+        let mut per_server: BTreeMap<u32, u64> = BTreeMap::new();
+        for ((server, _), u) in &a.items {
+            *per_server.entry(*server).or_default() += u.calls;
+        }
+        per_server
+            .into_iter()
+            .max_by(|(s1, c1), (s2, c2)| {
+                c1.cmp(c2)
+                    .then_with(|| self.names.name(*s2).cmp(self.names.name(*s1)))
+            })
+            .map_or(0, |(s, _)| s)
+    }
+
+    /// The order of two `(server, item)` pairs by their names: the order explanations list
+    /// tools in and the first of them a finding names (ids would make it depend on the order
+    /// names were first read).
+    pub(crate) fn item_order(&self, a: (u32, u32), b: (u32, u32)) -> std::cmp::Ordering {
+        let n = |(s, i): (u32, u32)| (self.names.name(s), self.names.name(i));
+        n(a).cmp(&n(b))
+    }
+
+    /// The order of two teams (or other ids) by their names, the empty name first.
+    pub(crate) fn name_order(&self, a: u32, b: u32) -> std::cmp::Ordering {
+        self.names.name(a).cmp(self.names.name(b))
     }
 
     /// The window of the hour, in ns.

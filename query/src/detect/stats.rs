@@ -45,7 +45,7 @@ pub(crate) fn robust_z(x: f64, history: &[f64], floor: f64) -> f64 {
 }
 
 /// An exponentially weighted mean and variance, updated one observation at a time.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub(crate) struct Ewma {
     /// The weighted mean.
     pub(crate) mean: f64,
