@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::api::{ApiError, ApiState, authenticate};
 use crate::api_reports::{fail, failure, range, record, refuse, unknown_params};
-use crate::chargeback::dates_for;
+use crate::chargeback::{dates_for, quote, timestamp};
 use crate::output::{Format, render};
 
 /// The most rows one search returns.
@@ -40,18 +40,6 @@ const FILTERS: [(&str, &str); 5] = [
 ];
 
 type Params = HashMap<String, String>;
-
-/// `'text'` as a SQL string literal.
-fn literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
-}
-
-fn timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
-    format!(
-        "CAST('{}' AS TIMESTAMP)",
-        t.format("%Y-%m-%dT%H:%M:%S%.9fZ")
-    )
-}
 
 /// The search's SQL for `params`, and the row limit.
 fn search_sql(
@@ -93,7 +81,7 @@ fn search_sql(
                     format!("{param} is longer than 512 bytes"),
                 ));
             }
-            conditions.push(format!("{column} = {}", literal(value)));
+            conditions.push(format!("{column} = {}", quote(value)));
         }
     }
     Ok((

@@ -15,18 +15,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::api::{ApiError, ApiState, authenticate};
-use crate::api_reports::{fail, range, record, refuse, unknown_params};
-use crate::auth::Caller;
+use crate::api_reports::{fail, range, record, refuse, report_scope, unknown_params};
 use crate::chargeback::{self, ChargebackRequest, Dimension, Granularity, RowKind, decimal};
-use crate::engine::Scope;
 use crate::focus;
 
 type Params = HashMap<String, String>;
-
-/// The rows a caller's reports cover: finance reads everyone's aggregates.
-fn report_scope(who: &Caller) -> Scope {
-    who.scope.clone().unwrap_or(Scope::All)
-}
 
 fn drilldown_request(params: &Params) -> Result<(ChargebackRequest, Option<String>), ApiError> {
     unknown_params(params, &["from", "to", "by", "key"])?;

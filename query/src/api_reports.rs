@@ -147,7 +147,7 @@ pub(crate) fn respond(
 }
 
 /// The rows a caller's reports cover: finance reads everyone's aggregates.
-fn report_scope(who: &Caller) -> Scope {
+pub(crate) fn report_scope(who: &Caller) -> Scope {
     who.scope.clone().unwrap_or(Scope::All)
 }
 

@@ -288,9 +288,9 @@ impl Chargeback {
     }
 }
 
-/// `'text'` as a SQL string literal. Only configuration (price rules) is quoted this way; the
-/// caller's scope never is (it is a filter in the plan).
-fn quote(text: &str) -> String {
+/// `'text'` as a SQL string literal. Only configuration (price rules) and the audit search's
+/// filter values are quoted this way; the caller's scope never is (it is a filter in the plan).
+pub(crate) fn quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
@@ -299,7 +299,8 @@ fn number(v: f64) -> String {
     format!("{v:.12}")
 }
 
-fn timestamp(t: DateTime<Utc>) -> String {
+/// `t` as a SQL timestamp literal (UTC, nanoseconds).
+pub(crate) fn timestamp(t: DateTime<Utc>) -> String {
     format!(
         "CAST({} AS TIMESTAMP)",
         quote(&t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string())
@@ -364,17 +365,15 @@ pub fn token_price_sql(table: &PriceTable) -> String {
     )
 }
 
+/// The key columns `, <expr> AS k0, ...` to select and `, k0, ...` to group by (both empty
+/// without keys), each ready to follow a column list.
 fn key_columns(by: &[Dimension], expr: impl Fn(Dimension) -> &'static str) -> (String, String) {
     let select = by
         .iter()
         .enumerate()
-        .map(|(i, d)| format!("{} AS k{i}", expr(*d)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let group = (0..by.len())
-        .map(|i| format!("k{i}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+        .map(|(i, d)| format!(", {} AS k{i}", expr(*d)))
+        .collect::<String>();
+    let group = (0..by.len()).map(|i| format!(", k{i}")).collect::<String>();
     (select, group)
 }
 
@@ -387,16 +386,6 @@ pub fn calls_sql(
     to: DateTime<Utc>,
 ) -> String {
     let (keys, group) = key_columns(by, Dimension::call_expr);
-    let keys = if keys.is_empty() {
-        String::new()
-    } else {
-        format!(", {keys}")
-    };
-    let group = if group.is_empty() {
-        String::new()
-    } else {
-        format!(", {group}")
-    };
     format!(
         "SELECT date_trunc('{g}', start_time) AS period_start{keys}, \
          count(*) AS calls, \
@@ -421,16 +410,6 @@ pub fn tokens_sql(
     to: DateTime<Utc>,
 ) -> String {
     let (keys, group) = key_columns(by, Dimension::llm_expr);
-    let keys = if keys.is_empty() {
-        String::new()
-    } else {
-        format!(", {keys}")
-    };
-    let group = if group.is_empty() {
-        String::new()
-    } else {
-        format!(", {group}")
-    };
     format!(
         "WITH t AS (\
            SELECT trace_id, min(team) AS team, min(cost_center) AS cost_center, \

@@ -3,7 +3,7 @@
 //! (`<data>/verify/last.json`, so it survives restarts), and compliance exports started in the
 //! background into `<data>/exports/<id>/` (the same bundle `calltrail export` writes).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result, anyhow};
@@ -76,7 +76,8 @@ impl ServerOperations {
             "findings": report.findings.iter().map(ToString::to_string).collect::<Vec<_>>(),
             "notes": report.notes,
         });
-        write_atomic(
+        // A result recorded whole or not at all: the next start-up reads it back.
+        calltrail_retention::files::write_bytes_atomic(
             &self.last_verify_path(),
             &serde_json::to_vec_pretty(&result)?,
         )?;
@@ -173,17 +174,6 @@ impl ServerOperations {
             .context("starting the export thread")?;
         Ok(job)
     }
-}
-
-/// Writes `bytes` to `path` through a temporary file renamed into place.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    Ok(())
 }
 
 impl Operations for ServerOperations {
