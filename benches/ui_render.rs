@@ -5,6 +5,7 @@
 //! # a 10 M-call, 30-day store (once): the query benchmark's generator
 //! CALLTRAIL_BENCH_DIR=/path/store cargo bench -p calltrail-query --bench query_10m -- --dir /path/store
 //! CALLTRAIL_BENCH_DIR=/path/store cargo bench --bench ui_render -- --month 2025-06 --runs 3
+//! CALLTRAIL_BENCH_DIR=/path/store cargo bench --bench ui_render -- --team team-20   # a team lead
 //! ```
 //!
 //! For each run the page is loaded afresh (a new document, so nothing is cached in the page)
@@ -88,16 +89,16 @@ fn start_server(store: &Path, scratch: &Path) -> Server {
     Server { child, api }
 }
 
-fn token(store: &Path) -> String {
+/// An auditor's token, or a team lead's of `team`.
+fn token(store: &Path, team: Option<&str>) -> String {
+    let role = match team {
+        Some(team) => vec!["--role", "team_lead", "--team", team],
+        None => vec!["--role", "auditor"],
+    };
     let out = Command::new(env!("CARGO_BIN_EXE_calltrail"))
-        .args([
-            "token",
-            "--role",
-            "auditor",
-            "--ttl-secs",
-            "7200",
-            "--data-dir",
-        ])
+        .arg("token")
+        .args(role)
+        .args(["--ttl-secs", "7200", "--data-dir"])
         .arg(store)
         .output()
         .expect("calltrail token");
@@ -158,7 +159,8 @@ fn main() {
     let (from, to) = month_range(&month);
     let scratch = tempfile::tempdir().expect("scratch");
     let server = start_server(&store, scratch.path());
-    let token = token(&store);
+    let team = arg(&args, "--team");
+    let token = token(&store, team.as_deref());
     let b = Browser::launch();
     let base = format!("http://{}/ui/", server.api);
     // Log in once: the token moves to the tab's session storage.
@@ -169,8 +171,10 @@ fn main() {
         PAGE_TIMEOUT,
     );
     println!(
-        "ui_render: store {}, month {month}, {runs} runs; ms from navigation start",
-        store.display()
+        "ui_render: store {}, month {month}, {runs} runs, {}; ms from navigation start",
+        store.display(),
+        team.as_deref()
+            .map_or("auditor".to_string(), |t| format!("team lead of {t}"))
     );
     println!(
         "{:<12} {:>4} {:>12} {:>16}",

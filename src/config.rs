@@ -12,6 +12,7 @@ use calltrail_query::api::ApiConfig;
 use calltrail_query::detect::DetectConfig;
 use calltrail_query::price_table::ChargebackConfig;
 use calltrail_retention::StoreConfig;
+use calltrail_retention::bucket::config::BucketSettings;
 use calltrail_retention::chain::IntegrityConfig;
 use calltrail_retention::policy::RetentionConfig;
 use calltrail_schemas::{AttributionConfig, Attributor, Directory, ToolCatalog};
@@ -54,6 +55,11 @@ pub struct Config {
     pub chargeback: ChargebackConfig,
     /// Baselines and anomaly detection: schedule, thresholds, suppressions.
     pub detect: DetectConfig,
+    /// An S3-compatible bucket for sealed segments, checkpoints and receipts (`calltrail bucket
+    /// push`, `calltrail query --from-bucket`), optionally under S3 Object Lock. None by default.
+    /// Credentials come from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and
+    /// `AWS_SESSION_TOKEN`, never from this file.
+    pub bucket: Option<BucketSettings>,
 }
 
 impl Default for Config {
@@ -74,6 +80,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             chargeback: ChargebackConfig::default(),
             detect: DetectConfig::default(),
+            bucket: None,
         }
     }
 }
@@ -143,6 +150,9 @@ impl Config {
         self.api.validate().map_err(|e| anyhow!(e))?;
         self.chargeback.validate().map_err(|e| anyhow!(e))?;
         self.detect.validate().map_err(|e| anyhow!(e))?;
+        if let Some(bucket) = &self.bucket {
+            bucket.validate()?;
+        }
         Ok(())
     }
 
@@ -197,6 +207,17 @@ mod tests {
         let c = load("").unwrap();
         assert_eq!(c.receivers.grpc_addr.to_string(), "127.0.0.1:4317");
         assert_eq!(c.store.flush_interval_ms, 1000);
+    }
+
+    #[test]
+    fn bucket_section_is_optional_and_validated() {
+        assert!(load("").unwrap().bucket.is_none());
+        let c = load("[bucket]\nendpoint = \"https://s3.example\"\nbucket = \"audit\"\n").unwrap();
+        assert_eq!(c.bucket.unwrap().region, "us-east-1");
+        let e = load("[bucket]\nendpoint = \"http://127.0.0.1:9000\"\nbucket = \"audit\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bucket.endpoint"), "{e}");
     }
 
     #[test]

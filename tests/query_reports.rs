@@ -120,8 +120,9 @@ fn chargeback_and_roi_over_http_respect_roles() {
             .contains("finance_sees_users")
     );
 
-    // A team lead sees their team's share only: the proportional share of the whole platform
-    // (3100 x 2 of 7 calls, rounded down to the micro), no other team, no idle row.
+    // A team lead sees their team's row of the organisation's report only: the proportional
+    // share of the whole platform (3100 x 2 of 7 calls; the split that makes the shares add up
+    // to the platform cost rounds this one up), no other team, no idle row.
     let (status, body) = json(
         &server,
         &lead,
@@ -131,7 +132,7 @@ fn chargeback_and_roi_over_http_respect_roles() {
     let teams = rows_by(&body, "team");
     assert_eq!(teams.len(), 1, "{body}");
     assert_eq!(teams[0].0.as_deref(), Some("crm"));
-    assert_eq!(teams[0].1["platform_cost"], "885.714285");
+    assert_eq!(teams[0].1["platform_cost"], "885.714286");
     assert_eq!(body["complete"], false);
     // By server, their rows are only their calls.
     let (status, body) = json(

@@ -8,20 +8,39 @@
 -- spans. A retried export produces identical rows, folded first. Records that were never wire
 -- requests (`is_request = false`) are left out.
 --
--- Copies of one span share its start time, hence its `date`/`hour` partition: naming them in the
--- dedup's PARTITION BY changes nothing in the result but lets a filter on `date` or `hour` reach
--- the Parquet scan through the window, so a one-day query over `calls` reads one day.
+-- Copies of one span share its `event_id` (a hash of trace, span and side) and its start time,
+-- hence its `date`/`hour` partition. The fold keeps the first observed copy (ties, as when one
+-- request carries a span twice, go to the least `chain_hash`, unique per stored row): groupings
+-- and joins over a few narrow columns, not a window, because a window with one partition per
+-- span costs a slice of every column per span (seconds per million wide rows). Grouping by
+-- `date`/`hour` too changes nothing in the result but lets a filter on them reach the Parquet
+-- scans on every side of the joins.
+-- Likewise the pick among client records is a window over a few narrow columns, joined back.
 --
 -- Identity: a server row keeps its own principal unless a paired client record names a
 -- better-attributed one (human over service account over unattributed): a person seen by the
 -- gateway wins over the OAuth client id the server saw.
 CREATE VIEW calls AS
-WITH spans AS (
-  SELECT * FROM (
-    SELECT *, row_number() OVER (PARTITION BY date, hour, trace_id, span_id, side ORDER BY observed_time) AS copy
-    FROM tool_calls
-    WHERE is_request
-  ) WHERE copy = 1
+WITH firsts AS (
+  SELECT date, hour, event_id, min(observed_time) AS first_seen
+  FROM tool_calls
+  WHERE is_request
+  GROUP BY date, hour, event_id
+),
+copies AS (
+  SELECT t.date, t.hour, min(t.chain_hash) AS chain_hash
+  FROM tool_calls t
+  JOIN firsts f
+    ON t.date = f.date AND t.hour = f.hour AND t.event_id = f.event_id
+   AND t.observed_time = f.first_seen
+  WHERE t.is_request
+  GROUP BY t.date, t.hour, t.event_id
+),
+spans AS (
+  SELECT t.*
+  FROM tool_calls t
+  JOIN copies c ON t.date = c.date AND t.hour = c.hour AND t.chain_hash = c.chain_hash
+  WHERE t.is_request
 ),
 client_identity AS (
   SELECT * FROM (
@@ -49,21 +68,26 @@ servers AS (
   LEFT JOIN client_identity ci ON s.trace_id = ci.trace_id AND s.call_id = ci.call_id
   WHERE s.side = 'server'
 ),
-client_only AS (
-  SELECT c.* FROM (
-    SELECT *, row_number() OVER (
+client_pick AS (
+  SELECT trace_id, span_id FROM (
+    SELECT trace_id, span_id, row_number() OVER (
       PARTITION BY trace_id, call_id
       ORDER BY CASE WHEN target IS NULL THEN 1 ELSE 0 END, observed_time, span_id
     ) AS pick
     FROM spans
     WHERE side = 'client'
-  ) c
+  ) WHERE pick = 1
+),
+client_only AS (
+  SELECT c.*
+  FROM spans c
+  JOIN client_pick p ON c.trace_id = p.trace_id AND c.span_id = p.span_id
   LEFT JOIN (SELECT DISTINCT trace_id, call_id FROM spans WHERE side = 'server') paired
     ON c.trace_id = paired.trace_id AND c.call_id = paired.call_id
-  WHERE c.pick = 1 AND paired.trace_id IS NULL
+  WHERE c.side = 'client' AND paired.trace_id IS NULL
 )
 SELECT
-  s.* EXCLUDE (copy, client_knows_better, principal, principal_source, principal_kind, principal_reason,
+  s.* EXCLUDE (client_knows_better, principal, principal_source, principal_kind, principal_reason,
                team, tenant, cost_center, c_principal, c_principal_source, c_principal_kind,
                c_principal_reason, c_team, c_tenant, c_cost_center),
   CASE WHEN client_knows_better THEN c_principal ELSE principal END AS principal,
@@ -76,7 +100,7 @@ SELECT
 FROM servers s
 UNION ALL
 SELECT
-  c.* EXCLUDE (copy, pick, principal, principal_source, principal_kind, principal_reason,
+  c.* EXCLUDE (principal, principal_source, principal_kind, principal_reason,
                team, tenant, cost_center),
   ci.principal, ci.principal_source, ci.principal_kind, ci.principal_reason,
   ci.team, ci.tenant, ci.cost_center

@@ -104,13 +104,18 @@ impl Dimension {
         }
     }
 
-    /// The scope that restricts rows on this same column, if any: a team lead grouping by
-    /// team sees whole groups.
+    /// True when `scope` restricts rows on this same column: a team lead grouping by team sees
+    /// whole groups.
     fn matches_scope(self, scope: &Scope) -> bool {
-        matches!(
-            (self, scope),
-            (Self::Team, Scope::Teams(_)) | (Self::Tenant, Scope::Tenants(_))
-        )
+        self.scoped_values(scope).is_some()
+    }
+
+    /// The values `scope` allows on this column, when it restricts rows on this very column.
+    pub(crate) fn scoped_values(self, scope: &Scope) -> Option<&[String]> {
+        match (self, scope) {
+            (Self::Team, Scope::Teams(v)) | (Self::Tenant, Scope::Tenants(v)) => Some(v),
+            _ => None,
+        }
     }
 }
 
@@ -1048,6 +1053,24 @@ pub(crate) async fn compute_with(
 ) -> Result<Chargeback> {
     if request.from >= request.to {
         return Err(Error::Plan("from must be before to".into()));
+    }
+    // A scope on the grouping column itself keeps whole groups, so the caller's rows are exactly
+    // their groups' rows of the whole organisation's report, which the daily rollups serve
+    // without scanning the calls.
+    if rollups
+        && let [by] = request.by[..]
+        && let Some(allowed) = by.scoped_values(scope)
+    {
+        let mut whole = Box::pin(compute_with(engine, config, request, &Scope::All, true)).await?;
+        whole.rows.retain(|r| {
+            r.kind == RowKind::Usage
+                && r.key
+                    .first()
+                    .and_then(Option::as_deref)
+                    .is_some_and(|k| allowed.iter().any(|a| a == k))
+        });
+        whole.complete = false;
+        return Ok(whole);
     }
     let complete = *scope == Scope::All;
     let first_by = request.by.first().copied();

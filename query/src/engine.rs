@@ -33,6 +33,7 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{Expr, col, lit};
 use serde::Deserialize;
 
+use crate::store_source::BucketSource;
 use crate::{Error, Result};
 
 /// SQL files defining views, in registration order.
@@ -85,10 +86,12 @@ impl QueryLimits {
     }
 }
 
-/// A query engine over one data directory.
+/// A query engine over one data directory (or a bucket the store was pushed to).
 pub struct Engine {
     data_dir: PathBuf,
     limits: QueryLimits,
+    /// When set, the tables are read from this bucket instead of `data_dir`.
+    bucket: Option<Arc<BucketSource>>,
 }
 
 fn internal(e: impl std::fmt::Display) -> Error {
@@ -150,12 +153,16 @@ fn partition_cols(name: &str) -> &'static [&'static str] {
 fn register_table(
     ctx: &SessionContext,
     data_dir: &Path,
+    bucket: Option<&BucketSource>,
     name: &str,
     schema: SchemaRef,
     scope: &Scope,
     dates: Option<&DateRange>,
 ) -> Result<()> {
-    let table = table_provider(data_dir, name, schema)?;
+    let table = match bucket {
+        Some(b) => b.table_provider(name, schema)?,
+        None => table_provider(data_dir, name, schema)?,
+    };
     let dates = dates.map(|d| {
         col("date")
             .gt_eq(lit(d.first.clone()))
@@ -203,6 +210,15 @@ fn table_provider(
     }
     let url = format!("{}/", dir.display());
     let url = ListingTableUrl::parse(&url).map_err(internal)?;
+    listing_table(url, name, schema)
+}
+
+/// A Hive-partitioned listing table of `name`'s Parquet files under `url`.
+pub(crate) fn listing_table(
+    url: ListingTableUrl,
+    name: &str,
+    schema: SchemaRef,
+) -> Result<Arc<dyn TableProvider>> {
     let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
         .with_file_extension(".parquet")
         .with_table_partition_cols(
@@ -233,6 +249,20 @@ impl Engine {
         let engine = Self {
             data_dir: data_dir.to_owned(),
             limits,
+            bucket: None,
+        };
+        engine.session(&Scope::All, None).await?;
+        Ok(engine)
+    }
+
+    /// An engine whose tables are read from `bucket` ([`BucketSource`]) rather than a data
+    /// directory; [`Engine::data_dir`] is then empty.
+    pub async fn open_bucket(bucket: BucketSource, limits: QueryLimits) -> Result<Self> {
+        limits.validate().map_err(Error::Plan)?;
+        let engine = Self {
+            data_dir: PathBuf::new(),
+            limits,
+            bucket: Some(Arc::new(bucket)),
         };
         engine.session(&Scope::All, None).await?;
         Ok(engine)
@@ -251,10 +281,15 @@ impl Engine {
             .with_memory_limit(self.limits.memory_limit_mib << 20, 1.0)
             .build_arc()
             .map_err(internal)?;
+        let bucket = self.bucket.as_deref();
+        if let Some(b) = bucket {
+            b.register(&runtime);
+        }
         let ctx = SessionContext::new_with_config_rt(config, runtime);
         register_table(
             &ctx,
             data_dir,
+            bucket,
             TOOL_CALLS,
             arrow_schema::tool_calls_schema(),
             scope,
@@ -263,6 +298,7 @@ impl Engine {
         register_table(
             &ctx,
             data_dir,
+            bucket,
             LLM_CALLS,
             arrow_schema::llm_calls_schema(),
             scope,
@@ -272,6 +308,7 @@ impl Engine {
             register_table(
                 &ctx,
                 data_dir,
+                bucket,
                 AUDIT_EVENTS,
                 audit_events_schema(),
                 scope,
@@ -286,7 +323,15 @@ impl Engine {
             .map_err(internal)?;
         }
         // Findings carry the team and tenant they concern, so the scope's filter applies.
-        register_table(&ctx, data_dir, ANOMALIES, anomalies_schema(), scope, dates)?;
+        register_table(
+            &ctx,
+            data_dir,
+            bucket,
+            ANOMALIES,
+            anomalies_schema(),
+            scope,
+            dates,
+        )?;
         for (name, sql) in VIEWS {
             // Views are ours, so DDL is allowed here and only here.
             let df = ctx
@@ -310,9 +355,16 @@ impl Engine {
         self.query_scoped(sql, &Scope::All).await
     }
 
-    /// Runs one read-only SQL query over the rows `scope` allows and collects its results.
+    /// Runs one read-only SQL query over the rows `scope` allows and collects its results. A
+    /// query over the `calls` view alone reads only the partitions its `date` filter needs
+    /// ([`crate::date_hint`]).
     pub async fn query_scoped(&self, sql: &str, scope: &Scope) -> Result<Vec<RecordBatch>> {
-        self.query_within(sql, scope, None).await
+        let dates = if sql.len() <= self.limits.max_sql_bytes {
+            crate::date_hint::date_hint(sql)
+        } else {
+            None
+        };
+        self.query_within(sql, scope, dates.as_ref()).await
     }
 
     /// Runs one of Calltrail's own queries (the detectors' rollups) over every row of the

@@ -22,6 +22,7 @@ pub mod auth;
 pub mod chargeback;
 pub mod charts;
 mod columns;
+pub mod date_hint;
 pub mod detect;
 pub mod engine;
 mod files;
@@ -33,6 +34,7 @@ pub mod output;
 pub mod price_table;
 pub mod report_rollup;
 pub mod roi;
+pub mod store_source;
 pub mod ui;
 
 pub use engine::{Engine, QueryLimits, Scope};

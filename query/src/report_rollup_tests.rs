@@ -893,7 +893,7 @@ async fn recent_days_are_computed_but_not_stored() {
 }
 
 #[tokio::test]
-async fn scoped_reports_hold_their_own_rows_only() {
+async fn scoped_reports_are_their_groups_rows_of_the_whole() {
     let dir = tempfile::tempdir().unwrap();
     fixture(dir.path());
     let e = engine(dir.path()).await;
@@ -903,8 +903,7 @@ async fn scoped_reports_hold_their_own_rows_only() {
         by: vec![Dimension::Team],
         granularity: Granularity::Month,
     };
-    // Rollups of every row exist for the month first: a team lead's report must not read them.
-    chargeback::compute(&e, &prices(), &request, &Scope::All)
+    let whole = chargeback::compute(&e, &prices(), &request, &Scope::All)
         .await
         .unwrap();
     let scope = Scope::Teams(vec!["crm".into()]);
@@ -914,26 +913,62 @@ async fn scoped_reports_hold_their_own_rows_only() {
     let raw = chargeback::compute_with(&e, &prices(), &request, &scope, false)
         .await
         .unwrap();
-    assert_eq!(report.rows, raw.rows);
-    assert!(
-        report
-            .rows
-            .iter()
-            .all(|r| r.key == [Some("crm".to_string())]),
-        "{:?}",
-        report.rows
-    );
-    let roi_request = RoiRequest {
+    assert!(!report.rows.is_empty() && !report.complete);
+    // The lead's rows are the auditor's crm rows, to the micro.
+    let crm: Vec<_> = whole
+        .rows
+        .iter()
+        .filter(|r| r.key == [Some("crm".to_string())])
+        .cloned()
+        .collect();
+    assert_eq!(report.rows, crm);
+    assert_eq!(report.platform_cost_micros, raw.platform_cost_micros);
+    // The raw SQL under the scope counts the same calls. It sees fewer tokens: the scope filters
+    // model calls on their own team, and those without one (whose trace is crm's) drop out,
+    // while the report charges them to their trace's team, as the auditor's does.
+    assert_eq!(report.rows.len(), raw.rows.len());
+    for (a, b) in report.rows.iter().zip(&raw.rows) {
+        assert_eq!((&a.key, a.calls), (&b.key, b.calls));
+        assert!(a.usage_cost_micros() >= b.usage_cost_micros());
+    }
+    // ROI: the lead's weeks are the auditor's crm weeks (unkeyed when the lead asks for no
+    // grouping). The scoped raw SQL pairs client and server spans among crm's rows only, so it
+    // may time a call by one side; it counts the same calls.
+    let roi_request = |by| RoiRequest {
         from: t("2026-03-01"),
         to: t("2026-03-16"),
-        by: Some(Dimension::Team),
+        by,
     };
-    let roi = roi::compute(&e, &roi_request, &scope).await.unwrap();
-    assert!(
-        roi.weeks.iter().all(|w| w.key.as_deref() == Some("crm")),
-        "{:?}",
-        roi.weeks
-    );
+    let whole = roi::compute(&e, &roi_request(Some(Dimension::Team)), &Scope::All)
+        .await
+        .unwrap();
+    for by in [Some(Dimension::Team), None] {
+        let roi = roi::compute(&e, &roi_request(by), &scope).await.unwrap();
+        let mut crm: Vec<_> = whole
+            .weeks
+            .iter()
+            .filter(|w| w.key.as_deref() == Some("crm"))
+            .cloned()
+            .collect();
+        let mut tools: Vec<_> = whole
+            .top_tools
+            .iter()
+            .filter(|w| w.key.as_deref() == Some("crm"))
+            .cloned()
+            .collect();
+        if by.is_none() {
+            crm.iter_mut().for_each(|w| w.key = None);
+            tools.iter_mut().for_each(|w| w.key = None);
+        }
+        assert!(!crm.is_empty() && !tools.is_empty());
+        assert_eq!(roi.weeks, crm, "by {by:?}");
+        assert_eq!(roi.top_tools, tools, "by {by:?}");
+        let raw = roi::compute_with(&e, &roi_request(by), &scope, false)
+            .await
+            .unwrap();
+        let calls = |weeks: &[roi::RoiWeek]| weeks.iter().map(|w| w.calls).collect::<Vec<_>>();
+        assert_eq!(calls(&roi.weeks), calls(&raw.weeks), "by {by:?}");
+    }
 }
 
 #[test]

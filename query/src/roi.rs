@@ -176,17 +176,16 @@ pub(crate) async fn compute_with(
     if request.from >= request.to {
         return Err(Error::Plan("from must be before to".into()));
     }
-    let from_rollups = if *scope == Scope::All && rollups {
-        match rollup_figures(engine, request).await {
-            Ok(figures) => figures,
+    let from_rollups = match rollup_view(request, scope).filter(|_| rollups) {
+        Some(view) => match rollup_figures(engine, &view.request).await {
+            Ok(figures) => figures.map(|f| view.keep(f)),
             Err(e) => {
                 tracing::warn!(error = %e, "The ROI report could not use the daily rollups; computing it from the calls.");
                 None
             }
-        }
-    } else {
-        // A scoped caller's figures come from their own rows only: the raw SQL under the scope.
-        None
+        },
+        // Any other scoped caller's figures come from their own rows: the raw SQL under the scope.
+        None => None,
     };
     let (mut weeks, top_tools) = match from_rollups {
         Some(figures) => figures,
@@ -211,6 +210,69 @@ pub(crate) async fn compute_with(
         by: request.by,
         weeks,
         top_tools,
+    })
+}
+
+/// How a caller's report is cut from the whole organisation's rollup figures.
+struct RollupView<'a> {
+    /// The organisation-wide report to compute.
+    request: RoiRequest,
+    /// The groups the caller may see; `None` for all.
+    allowed: Option<&'a [String]>,
+    /// Whether the caller asked for no grouping and gets their one group's figures unkeyed.
+    ungrouped: bool,
+}
+
+impl RollupView<'_> {
+    fn keeps(&self, key: Option<&String>) -> bool {
+        self.allowed
+            .is_none_or(|allowed| key.is_some_and(|k| allowed.contains(k)))
+    }
+
+    /// The caller's weeks and top tools among the organisation's.
+    fn keep(&self, (weeks, tools): (Vec<RoiWeek>, Vec<TopTool>)) -> (Vec<RoiWeek>, Vec<TopTool>) {
+        let mut weeks: Vec<RoiWeek> = weeks
+            .into_iter()
+            .filter(|w| self.keeps(w.key.as_ref()))
+            .collect();
+        let mut tools: Vec<TopTool> = tools
+            .into_iter()
+            .filter(|t| self.keeps(t.key.as_ref()))
+            .collect();
+        if self.ungrouped {
+            weeks.iter_mut().for_each(|w| w.key = None);
+            tools.iter_mut().for_each(|t| t.key = None);
+        }
+        (weeks, tools)
+    }
+}
+
+/// The rollup report `scope`'s figures can be cut from, if any. A scope on the grouping column
+/// itself keeps whole groups, so the caller's figures are exactly their groups' rows of the
+/// whole organisation's; an ungrouped report of a single group is that group's row. (Distinct
+/// principals of several groups cannot be added up, so those stay with the raw SQL.)
+fn rollup_view<'a>(request: &RoiRequest, scope: &'a Scope) -> Option<RollupView<'a>> {
+    if *scope == Scope::All {
+        return Some(RollupView {
+            request: request.clone(),
+            allowed: None,
+            ungrouped: false,
+        });
+    }
+    let (by, ungrouped) = match (request.by, scope) {
+        (Some(by), _) => (by, false),
+        (None, Scope::Teams(v)) if v.len() == 1 => (Dimension::Team, true),
+        (None, Scope::Tenants(v)) if v.len() == 1 => (Dimension::Tenant, true),
+        _ => return None,
+    };
+    let allowed = by.scoped_values(scope)?;
+    Some(RollupView {
+        request: RoiRequest {
+            by: Some(by),
+            ..request.clone()
+        },
+        allowed: Some(allowed),
+        ungrouped,
     })
 }
 

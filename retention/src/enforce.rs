@@ -19,7 +19,7 @@ use crate::files::sync_dir;
 use crate::holds::Holds;
 use crate::merkle::{self, Hash};
 use crate::note::SigningKey;
-use crate::policy::{AUDIT_CLASS, RetentionConfig};
+use crate::policy::{AUDIT_CLASS, RetentionConfig, RetentionPolicy};
 use crate::receipt::{self, DeletionReceipt};
 use crate::tree::range_levels;
 use crate::verify::{Listed, check_segment, discover_segments};
@@ -100,7 +100,61 @@ pub struct Plan {
     pub skipped: Vec<String>,
 }
 
-fn hour_start(l: &Listed) -> Option<i64> {
+/// A segment's retention class and expiry under a policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiry {
+    /// Its retention class (`unclassified` when its metadata names none).
+    pub class: String,
+    /// Days it is kept: the larger of what its footer promised and what the policy gives.
+    pub keep_days: u64,
+    /// Why those days: the rule, and which of footer or policy set them.
+    pub rule: String,
+    /// When it expires (Unix seconds): `keep_days` after the end of its hour partition.
+    pub expires_at: i64,
+}
+
+/// When the segment described by `meta`, in the hour partition starting at `start` (Unix
+/// seconds), expires under `compiled`. The one place that computes a segment's expiry: retention
+/// deletes at it, and a bucket's Object Lock holds the pushed copy until it.
+pub fn segment_expiry(meta: &SegmentMeta, start: i64, compiled: &RetentionPolicy) -> Expiry {
+    let longest = compiled.audit_class().keep_days;
+    let recorded = meta.keep_days;
+    let (class, keep_days, rule) = match &meta.retention_class {
+        Some(c) => {
+            let now_days = compiled.keep_days_of(c);
+            let keep = recorded
+                .into_iter()
+                .chain(now_days)
+                .max()
+                .unwrap_or(longest);
+            let why = match (recorded, now_days) {
+                (Some(r), Some(p)) if p > r => {
+                    format!("{c} (policy now keeps {p} days, written with {r})")
+                }
+                (Some(_), _) => c.clone(),
+                (None, Some(_)) => format!("{c} (policy)"),
+                (None, None) => format!("{c} (unknown class: the longest keep)"),
+            };
+            (c.clone(), keep, why)
+        }
+        None => (
+            "unclassified".to_owned(),
+            longest,
+            "unclassified (written before retention classes: the longest keep)".to_owned(),
+        ),
+    };
+    let keep_s = i64::try_from(keep_days).unwrap_or(i64::MAX / DAY_S) * DAY_S;
+    let expires_at = start.saturating_add(HOUR_S).saturating_add(keep_s);
+    Expiry {
+        class,
+        keep_days,
+        rule,
+        expires_at,
+    }
+}
+
+/// Start of the hour partition of `l` (Unix seconds), when its path has one.
+pub fn hour_start(l: &Listed) -> Option<i64> {
     l.hour_ns.map(|ns| ns.div_euclid(1_000_000_000))
 }
 
@@ -109,7 +163,6 @@ fn hour_start(l: &Listed) -> Option<i64> {
 /// names a tenant, principal or server and overlaps its hour.
 pub fn plan(root: &Path, policy: &RetentionConfig, holds: &Holds, now: i64) -> Result<Plan> {
     let compiled = policy.compile();
-    let longest = compiled.audit_class().keep_days;
     let mut out = Plan {
         now,
         delete: Vec::new(),
@@ -126,33 +179,12 @@ pub fn plan(root: &Path, policy: &RetentionConfig, holds: &Holds, now: i64) -> R
             ));
             continue;
         };
-        let recorded = meta.keep_days;
-        let (class, keep_days, rule) = match &meta.retention_class {
-            Some(c) => {
-                let now_days = compiled.keep_days_of(c);
-                let keep = recorded
-                    .into_iter()
-                    .chain(now_days)
-                    .max()
-                    .unwrap_or(longest);
-                let why = match (recorded, now_days) {
-                    (Some(r), Some(p)) if p > r => {
-                        format!("{c} (policy now keeps {p} days, written with {r})")
-                    }
-                    (Some(_), _) => c.clone(),
-                    (None, Some(_)) => format!("{c} (policy)"),
-                    (None, None) => format!("{c} (unknown class: the longest keep)"),
-                };
-                (c.clone(), keep, why)
-            }
-            None => (
-                "unclassified".to_owned(),
-                longest,
-                "unclassified (written before retention classes: the longest keep)".to_owned(),
-            ),
-        };
-        let keep_s = i64::try_from(keep_days).unwrap_or(i64::MAX / DAY_S) * DAY_S;
-        let expires_at = start.saturating_add(HOUR_S).saturating_add(keep_s);
+        let Expiry {
+            class,
+            keep_days,
+            rule,
+            expires_at,
+        } = segment_expiry(meta, start, &compiled);
         let bytes = std::fs::metadata(root.join(&l.file)).map_or(0, |m| m.len());
         let mut s = SegmentRetention {
             file: l.file.clone(),

@@ -28,6 +28,7 @@
 //!   their offline check.
 
 pub mod audit;
+pub mod bucket;
 pub mod chain;
 pub mod checkpoint;
 pub mod config;

@@ -1,6 +1,7 @@
 //! Command-line interface: one binary, one subcommand per job.
 
 mod api;
+mod bucket;
 mod chargeback;
 mod checkpoint;
 mod demo;
@@ -79,6 +80,9 @@ enum Command {
     Export(export::ExportArgs),
     /// Check a compliance bundle offline: signatures, every file, record and proof.
     VerifyExport(export::VerifyExportArgs),
+    /// An S3-compatible bucket (`[bucket]`): `init` creates it (with Object Lock when asked),
+    /// `push` copies the sealed segments, checkpoints and receipts into it.
+    Bucket(bucket::BucketArgs),
 }
 
 /// Options shared by commands that read the configuration.
@@ -152,6 +156,7 @@ pub(crate) fn main() -> ExitCode {
             Command::Baseline(args) => detect::run_baseline(&args),
             Command::Export(args) => export::run_export(&args),
             Command::VerifyExport(args) => export::run_verify_export(&args),
+            Command::Bucket(args) => bucket::run(args).await,
         }
     });
     match result {
