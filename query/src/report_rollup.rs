@@ -49,9 +49,10 @@
 //!   whose files change all the time. Yesterday and today are computed in memory per report.
 //! - The digest file is removed before the parts are rewritten and written (atomically) after
 //!   them, so a crash part-way leaves a day without digest: computed again, never half-read.
-//! - Rollups are built for every row (no scope). Reports for a scoped caller (team lead, tenant
-//!   auditor) do not read them: their figures are computed from their own rows only, by the
-//!   raw SQL path, since the view's pairing under a scope sees fewer spans than the rollup's.
+//! - Rollups are built for every row (no scope). A scoped caller's report reads them only when
+//!   the scope is on the grouping column itself (a team lead by team, a tenant auditor by
+//!   tenant): the organisation's report, cut to the caller's groups. Any other scoped report is
+//!   the raw SQL under the scope (`docs/reports.md`).
 
 use std::collections::HashMap;
 use std::fs;

@@ -10,7 +10,8 @@
 //! for 2700 ms in `tests/slt/roi.slt`).
 //!
 //! A report over every row and whole days reads the daily rollups instead
-//! ([`crate::report_rollup`]): counts add up, distinct principals,
+//! ([`crate::report_rollup`]), and so does a team lead's by team or a tenant auditor's by tenant
+//! (cut to their groups; `RollupView`): counts add up, distinct principals,
 //! servers and tools are unions of the days' sets, and the percentiles are computed from the
 //! days' kept durations exactly as `percentile_cont` does, so both paths give the same report.
 
